@@ -1,0 +1,38 @@
+"""Install script for nni-ext: multi-objective NAS extensions for Microsoft NNI."""
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+ROOT = Path(__file__).parent
+
+setup(
+    name="nni-ext",
+    version="0.1.0",
+    description="Multi-objective neural architecture search on Microsoft NNI: SPOS, OFA², OFA³, MOOD-NAS",
+    long_description=(ROOT / "README.md").read_text(encoding="utf-8") if (ROOT / "README.md").exists() else "",
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9",
+    packages=find_packages(include=["nni_ext", "nni_ext.*"]),
+    include_package_data=True,
+    package_data={"nni_ext": ["py.typed"]},
+    install_requires=[
+        "nni==3.0",
+        # nnictl imports pkg_resources, removed in setuptools 81
+        "setuptools<81",
+        "torch>=2.1,<2.15",
+        "torchvision>=0.16,<0.30",
+        "pymoo>=0.6.1",
+        "ofa>=0.1.0",
+        "pyyaml>=6",
+        "numpy>=1.24",
+        "pillow>=9",
+        "scikit-learn>=1.2",
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        "dali": ["nvidia-dali-cuda120>=1.30"],
+        "test": ["pytest>=7", "pytest-timeout>=2"],
+        "bench": ["matplotlib>=3.6"],
+    },
+    entry_points={"console_scripts": ["nni-ext=nni_ext.cli:main"]},
+)
