@@ -1,0 +1,93 @@
+"""torchvision/PIL back-end of the image loader (the fallback when DALI is not installed)."""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator
+
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torchvision import transforms as T
+
+from ..errors import DataError
+from .folder import FolderIndex
+from .transforms import Preprocessing
+
+
+def build_transform(prep: Preprocessing, train: bool) -> Callable[[Any], torch.Tensor]:
+    """PIL image -> float CHW tensor, matching the DALI pipeline of the same settings."""
+    ops: list[Any] = ([T.RandomResizedCrop(prep.crop_size, scale=(prep.min_area, 1.0)), T.RandomHorizontalFlip()]
+                      if train else [T.Resize(prep.resize_size), T.CenterCrop(prep.crop_size)])
+    ops.append(T.PILToTensor())
+    mean = torch.tensor(prep.mean255).view(3, 1, 1)
+    std = torch.tensor(prep.std255).view(3, 1, 1)
+
+    def to_float(x: torch.Tensor) -> torch.Tensor:
+        x = x.float()
+        if prep.spos:
+            x = x.flip(0)  # RGB -> BGR
+        return (x - mean) / std
+
+    ops.append(to_float)
+    return T.Compose(ops)
+
+
+class FolderDataset(Dataset):
+    """Dataset over a :class:`FolderIndex`; an unreadable file raises :class:`DataError` naming it."""
+
+    def __init__(self, index: FolderIndex, transform: Callable[[Any], torch.Tensor]) -> None:
+        self.index, self.transform = index, transform
+
+    def __len__(self) -> int:
+        return len(self.index.samples)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        from PIL import Image
+
+        path, label = self.index.samples[i]
+        try:
+            with Image.open(path) as img:
+                image = img.convert("RGB")
+        except Exception as exc:  # noqa: BLE001 - PIL raises many types
+            raise DataError(f"cannot read image {path}: {exc}; replace or delete the file") from None
+        return self.transform(image), label
+
+
+class TorchvisionLoader:
+    """Batches of ``(images float NCHW, labels int64)`` from a folder, sharded by rank."""
+
+    backend = "torchvision"
+
+    def __init__(self, index: FolderIndex, prep: Preprocessing, *, train: bool, batch_size: int, num_workers: int,
+                 rank: int, world_size: int, seed: int, drop_last: bool, device: torch.device) -> None:
+        self.dataset = FolderDataset(index, build_transform(prep, train))
+        # training shards are reshuffled each epoch; evaluation shards are strided, each image exactly once
+        self.sampler: DistributedSampler | list[int] = (
+            DistributedSampler(self.dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
+            if train else list(range(rank, len(self.dataset), world_size)))
+        generator = torch.Generator().manual_seed(seed + rank)
+        self.loader = DataLoader(self.dataset, batch_size=batch_size, sampler=self.sampler, num_workers=num_workers,
+                                 drop_last=drop_last, pin_memory=device.type == "cuda", generator=generator,
+                                 persistent_workers=num_workers > 0)
+        self.device = device
+        self._epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self._epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        if isinstance(self.sampler, DistributedSampler):
+            self.sampler.set_epoch(self._epoch)
+        self._epoch += 1
+        try:
+            for images, labels in self.loader:
+                yield (images.to(self.device, non_blocking=True),
+                       labels.to(self.device, non_blocking=True))
+        except DataError:
+            raise
+        except Exception as exc:  # worker errors arrive wrapped; keep the one-line message
+            lines = [ln for ln in str(exc).splitlines() if "DataError: " in ln]
+            if lines:
+                raise DataError(lines[-1].split("DataError: ", 1)[1]) from None
+            raise
