@@ -1,0 +1,40 @@
+"""Helpers shared by the CLI commands: guarded execution and option parsing."""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Any, Callable, Sequence
+
+from ..errors import NniExtError
+
+
+def run_guarded(func: Callable[[], int]) -> int:
+    """Run a command; user errors print one line ``nni-ext: error: ...`` and return 2 (no traceback)."""
+    try:
+        return func()
+    except NniExtError as exc:
+        print(f"nni-ext: error: {exc}", file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError) as exc:
+        if logging.getLogger().isEnabledFor(logging.DEBUG):
+            raise
+        print(f"nni-ext: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("nni-ext: interrupted", file=sys.stderr)
+        return 130
+
+
+def parse_space_args(items: Sequence[str]) -> dict[str, Any]:
+    """``["num_classes=10", "dropout=0.2"]`` -> ``{"num_classes": 10, "dropout": 0.2}`` (values as JSON, else strings)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise NniExtError(f"--space-arg {item!r} must look like KEY=VALUE, e.g. num_classes=10")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out

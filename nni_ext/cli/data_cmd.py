@@ -1,0 +1,68 @@
+"""``nni-ext data``: write the embedded digits dataset, make per-class subsets, check a folder's loading."""
+from __future__ import annotations
+
+import argparse
+import time
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("data", help="datasets: digits, subset, check")
+    dsub = p.add_subparsers(dest="data_command", required=True, metavar="{digits,subset,check}")
+    d = dsub.add_parser("digits", help="write scikit-learn's digits as an ImageNet-layout JPEG folder")
+    d.add_argument("dir")
+    d.add_argument("--size", type=int, default=32, help="image side in pixels (default 32)")
+    d.add_argument("--val-fraction", type=float, default=0.2)
+    d.add_argument("--seed", type=int, default=0)
+    d.set_defaults(func=run_digits)
+    s = dsub.add_parser("subset", help="first N files of each class (links by default)")
+    s.add_argument("src", help="dataset root (reads SRC/train) or an image folder")
+    s.add_argument("dst")
+    s.add_argument("--per-class", type=int, required=True)
+    s.add_argument("--split", default="train", help="split of SRC to draw from (default train)")
+    s.add_argument("--holdout", action="store_true",
+                   help="write DST/val (the subset) and DST/train (the rest) for searching without touching SRC/val")
+    s.add_argument("--mode", choices=["symlink", "hardlink", "copy"], default="symlink")
+    s.set_defaults(func=run_subset)
+    c = dsub.add_parser("check", help="load one epoch of a split and report images/s")
+    c.add_argument("root")
+    c.add_argument("--split", default="val")
+    c.add_argument("--backend", choices=["auto", "dali", "torchvision"], default="auto")
+    c.add_argument("--device", default="auto")
+    c.add_argument("--batch-size", type=int, default=64)
+    c.add_argument("--crop-size", type=int, default=224)
+    c.add_argument("--workers", type=int, default=2)
+    c.add_argument("--spos-preprocessing", action="store_true", help="BGR, 0..255, no normalisation")
+    c.set_defaults(func=run_check)
+
+
+def run_digits(args: argparse.Namespace) -> int:
+    from ..data import write_digits
+
+    counts = write_digits(args.dir, size=args.size, val_fraction=args.val_fraction, seed=args.seed)
+    print(f"digits written to {args.dir}: {counts['train']} train, {counts['val']} val images, 10 classes")
+    return 0
+
+
+def run_subset(args: argparse.Namespace) -> int:
+    from ..data import make_subset
+
+    counts = make_subset(args.src, args.dst, per_class=args.per_class, split=args.split, holdout=args.holdout,
+                         mode=args.mode)
+    print(f"subset written to {args.dst}: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+    return 0
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from ..data import Preprocessing, build_loader
+
+    loader = build_loader(args.root, args.split, batch_size=args.batch_size, backend=args.backend, device=args.device,
+                          preprocessing=Preprocessing.for_crop(args.crop_size, spos=args.spos_preprocessing),
+                          num_workers=args.workers)
+    start, n, shape = time.perf_counter(), 0, None
+    for images, labels in loader:
+        n += len(labels)
+        shape = tuple(images.shape[1:])
+    seconds = time.perf_counter() - start
+    print(f"{args.split}: {n} images in {len(loader)} batches via {loader.backend}, image shape {shape}, "
+          f"{n / max(seconds, 1e-9):.0f} images/s")
+    return 0

@@ -1,0 +1,57 @@
+"""Search-space export the NNI way: write a space as NNI JSON, or run a trial in "declare your space" mode.
+
+``nnictl ss_gen -t CMD`` (removed in NNI 2.9) ran the trial command with the environment
+variable ``NNI_GEN_SEARCH_SPACE`` set to the output path; the trial wrote its space there and
+exited. :func:`run_trial_command` keeps that contract, and
+:func:`nni_ext.trial.get_next_architecture` honours it on the trial side.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+from pathlib import Path
+
+from ._io import atomic_write_text
+from .errors import NniExtError
+from .spaces.base import SearchSpace
+
+SS_GEN_ENV = "NNI_GEN_SEARCH_SPACE"
+DEFAULT_FILE = "nni_auto_gen_search_space.json"
+
+
+def search_space_json(space: SearchSpace) -> str:
+    """The NNI search-space JSON text of ``space`` (stable formatting, as checked in under search_spaces/)."""
+    return json.dumps(space.to_nni(), indent=2) + "\n"
+
+
+def write_search_space(space: SearchSpace, path: str | os.PathLike = DEFAULT_FILE) -> Path:
+    """Write ``space`` as NNI search-space JSON to ``path`` (atomically)."""
+    return atomic_write_text(path, search_space_json(space))
+
+
+def run_trial_command(command: str, path: str | os.PathLike = DEFAULT_FILE, *, timeout: float = 600) -> Path:
+    """Run ``command`` with ``NNI_GEN_SEARCH_SPACE=path``; the trial writes its space there and exits."""
+    out = Path(path).resolve()
+    if out.exists():
+        out.unlink()
+    env = dict(os.environ, **{SS_GEN_ENV: str(out)})
+    try:
+        proc = subprocess.run(shlex.split(command), env=env, timeout=timeout, capture_output=True, text=True)
+    except FileNotFoundError as exc:
+        raise NniExtError(f"cannot run trial command {command!r}: {exc.strerror}: {exc.filename}") from None
+    except subprocess.TimeoutExpired:
+        raise NniExtError(f"trial command {command!r} did not finish within {timeout:g}s in search-space mode") from None
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise NniExtError(f"trial command {command!r} exited with code {proc.returncode}: {last}")
+    if not out.exists():
+        raise NniExtError(f"trial command {command!r} wrote no search space; the trial must call "
+                          "nni_ext.trial.get_next_architecture(space) (which writes it when "
+                          f"{SS_GEN_ENV} is set)")
+    try:
+        json.loads(out.read_text())
+    except ValueError as exc:
+        raise NniExtError(f"trial command wrote an invalid search space to {out}: {exc}") from None
+    return out

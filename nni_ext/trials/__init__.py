@@ -1,0 +1,1 @@
+"""Entry points that nnictl runs as ``trialCommand`` (thin: parse options, call the library, report)."""

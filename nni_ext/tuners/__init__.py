@@ -1,0 +1,10 @@
+"""NNI tuners of nni_ext, usable as ``className: nni_ext.tuners.<Class>`` or by name after ``nni-ext register``."""
+from __future__ import annotations
+
+from ._constrained_random import ConstrainedRandomTuner as ConstrainedRandomTuner
+from .base import BaseTuner as BaseTuner
+from .base import register_tuner as register_tuner
+from .base import registered_tuners as registered_tuners
+from .params import ParameterSpace as ParameterSpace
+
+__all__ = ["BaseTuner", "ConstrainedRandomTuner", "ParameterSpace", "register_tuner", "registered_tuners"]

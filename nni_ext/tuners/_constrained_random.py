@@ -1,0 +1,96 @@
+"""Random search that never dispatches a point breaking a cost constraint.
+
+Costs (``flops``, ``params``) come from the cost model of a registered nni_ext search space, so
+infeasible architectures are rejected before any trial runs. Each proposal draws up to
+``max_draws`` random points and takes the first feasible, unseen one (SPOS's sampler does the
+same under a FLOPs limit); when none is found the least-violating draw is used and a warning logged.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, Mapping
+
+from ..constraints import parse_constraints
+from .base import BaseTuner, register_tuner
+
+logger = logging.getLogger(__name__)
+COST_METRICS = ("flops", "params")
+
+
+@register_tuner("ConstrainedRandom")
+class ConstrainedRandomTuner(BaseTuner):
+    """Uniform random search under cost constraints.
+
+    Args:
+        space: registered nni_ext search space (e.g. ``"spos"``) whose cost model evaluates
+            ``flops``/``params`` constraints; needed only when such constraints are given.
+        space_args: keyword arguments of the space (e.g. ``{"num_classes": 10}``).
+        input_size: input resolution for the cost model (default: the space's).
+        constraints: ``{"flops": "<= 330e6", "params": "<= 3.5e6"}``.
+        max_draws: random draws per proposal before giving up on feasibility.
+        seed: random seed (drawn and logged when ``None``).
+
+    YAML::
+
+        tuner:
+          name: ConstrainedRandom        # after `nni-ext register`
+          classArgs: {space: spos, constraints: {flops: "<= 330e6"}, seed: 1}
+    """
+
+    def __init__(self, *, space: str | None = None, space_args: Mapping[str, Any] | None = None,
+                 input_size: int | None = None, constraints: Mapping[str, Any] | None = None, max_draws: int = 500,
+                 seed: int | None = None) -> None:
+        super().__init__(seed=seed)
+        self.constraints = parse_constraints(constraints)
+        unknown = [c.metric for c in self.constraints if c.metric not in COST_METRICS]
+        if unknown:
+            raise ValueError(f"constraint on {unknown[0]!r} cannot be checked before dispatch; "
+                             f"ConstrainedRandom supports {', '.join(COST_METRICS)}")
+        if self.constraints and space is None:
+            raise ValueError("cost constraints need classArgs 'space' (a registered nni_ext space, e.g. 'spos')")
+        if max_draws < 1:
+            raise ValueError(f"max_draws={max_draws} must be >= 1")
+        self.max_draws = max_draws
+        self.cost_table = None
+        if space is not None:
+            from ..cost import CostTable
+            from ..spaces import create_space
+
+            self.nas_space = create_space(space, **dict(space_args or {}))
+            self.cost_table = CostTable.cached(self.nas_space, input_size)
+        self.seen: set[str] = set()
+
+    def _on_search_space(self) -> None:
+        assert self.space is not None
+        if self.cost_table is not None and set(self.space.names) != set(self.nas_space.labels):
+            raise ValueError(f"the experiment's search space does not match space {self.nas_space.name!r}; "
+                             f"export it with `nni-ext ss_gen {self.nas_space.name}`")
+
+    def violation(self, params: Mapping[str, Any]) -> float:
+        """Total constraint violation of a parameter dict (0 when feasible)."""
+        if not self.constraints or self.cost_table is None:
+            return 0.0
+        cost = self.cost_table.cost(params).to_dict()
+        return sum(c.violation(cost[c.metric]) for c in self.constraints)
+
+    def _ask(self, parameter_id: int) -> dict[str, Any]:
+        assert self.space is not None
+        best, best_violation = None, math.inf
+        for _ in range(self.max_draws):
+            params = self.space.sample(self.rng)
+            key = repr(sorted(params.items()))
+            if key in self.seen:
+                continue
+            v = self.violation(params)
+            if v < best_violation:
+                best, best_violation = params, v
+            if v == 0:
+                break
+        if best is None:  # everything drawn was seen before: allow a repeat
+            best = self.space.sample(self.rng)
+        elif best_violation > 0:
+            logger.warning("ConstrainedRandom: no feasible point in %d draws; dispatching the least violating "
+                           "(violation %.3g)", self.max_draws, best_violation)
+        self.seen.add(repr(sorted(best.items())))
+        return best
