@@ -22,7 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--arch", help="architecture JSON file (label -> value); default: the space's official one "
                                   "where it has one")
     p.add_argument("--exact", action="store_true", help="count the built network instead of the lookup table")
-    p.add_argument("--latency-table", help="per-layer latency table (YAML/JSON keyed like the space's cost units)")
+    p.add_argument("--latency-table", help="per-layer latency table (YAML/JSON, OFA layout; see build-latency-table)")
     p.add_argument("--measure-latency", action="store_true", help="time the network on --device")
     p.add_argument("--device", default="auto", help="device for --measure-latency (auto, cpu, cuda, cuda:1)")
     p.add_argument("--repeats", type=int, default=50, help="timed repeats for --measure-latency (default 50)")
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     out: dict[str, object] = {"flops": cost.flops, "params": cost.params, "space": space.name, "input_size": size,
                               "method": "exact" if args.exact else "table", "flops_unit": "multiply-accumulates"}
     if args.latency_table:
-        out["latency_table_ms"] = LatencyTable.load(args.latency_table).predict(space.cost_units(arch, size))
+        out["latency_table_ms"] = LatencyTable.load(args.latency_table).predict(space.latency_keys(arch, size))
     if args.measure_latency:
         lat = measure_latency(space.build(arch), size, device=args.device, repeats=args.repeats)
         out["latency_ms"] = lat.median_ms

@@ -149,14 +149,14 @@ def load_resolution_tables(directory: str | os.PathLike) -> dict[int, LatencyTab
 
 def build_latency_table(space: Any, input_size: int | None = None, *, device: str | torch.device | None = None,
                         warmup: int = 5, repeats: int = 20, progress: bool = True) -> LatencyTable:
-    """Measure every cost unit of ``space`` on ``device`` and return a table keyed by unit name."""
+    """Measure every layer (cost unit) of ``space`` on ``device``; keys are ``space.latency_keys``'s."""
     from tqdm import tqdm
 
     size = int(input_size or space.default_input_size)
     entries: dict[str, dict[str, float]] = {}
-    units = space.all_cost_units(size)
-    for unit in tqdm(units, desc=f"timing {space.name} layers", disable=not progress):
+    keys = space.all_latency_keys(size)
+    for key, unit in tqdm(keys.items(), desc=f"timing {space.name} layers", disable=not progress):
         module, shape = space.build_cost_unit(unit, size)
         lat = measure_latency(module, shape, device=device, warmup=warmup, repeats=repeats)
-        entries[unit] = {"mean": lat.mean_ms, "std": lat.std_ms, "count": lat.repeats}
+        entries[key] = {"mean": lat.mean_ms, "std": lat.std_ms, "count": lat.repeats}
     return LatencyTable(entries, f"<measured on {resolve_device(device)}>")

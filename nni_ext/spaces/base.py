@@ -129,6 +129,17 @@ class SearchSpace(ABC):
     def build_cost_unit(self, unit: str, input_size: int) -> tuple[Any, tuple[int, ...]]:
         """The module of one cost unit and the shape of its input (batch 1)."""
 
+    def latency_keys(self, arch: Mapping[str, Any], input_size: int) -> list[str]:
+        """Keys of ``arch``'s layers in a per-layer latency table (default: ``<cost unit>@<size>px``).
+
+        Spaces with published tables (OFA's) override this to produce those tables' keys.
+        """
+        return [f"{unit}@{input_size}px" for unit in self.cost_units(arch, input_size)]
+
+    def all_latency_keys(self, input_size: int) -> dict[str, str]:
+        """``latency key -> cost unit`` for every layer a latency table of this space needs."""
+        return {f"{unit}@{input_size}px": unit for unit in self.all_cost_units(input_size)}
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config.items())
         return f"{type(self).__name__}({args})"

@@ -1,0 +1,47 @@
+"""Shared fixtures: the embedded digits dataset, the shared OFA data, and a CLI runner."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_OFA = Path(os.environ.get("NNI_EXT_SHARED", REPO.parent / "shared")) / "data" / "ofa"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Keep cost-table caches and NNI's registered-algorithms file out of the user's home."""
+    os.environ["NNI_EXT_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    os.environ["NNI_CONFIG_DIR"] = str(tmp_path_factory.mktemp("nni_config"))
+
+
+@pytest.fixture(scope="session")
+def digits_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from nni_ext.data import write_digits
+
+    root = tmp_path_factory.mktemp("digits")
+    write_digits(root, size=32)
+    return root
+
+
+@pytest.fixture(scope="session")
+def ofa_data() -> Path:
+    if not SHARED_OFA.is_dir():
+        pytest.skip(f"OFA reference data not found at {SHARED_OFA} (set NNI_EXT_SHARED)")
+    return SHARED_OFA
+
+
+def venv_env() -> dict[str, str]:
+    """Environment whose PATH finds this interpreter's scripts (nnictl, nni-ext, python)."""
+    bindir = str(Path(sys.executable).parent)
+    return dict(os.environ, PATH=bindir + os.pathsep + os.environ.get("PATH", ""))
+
+
+def run_cli(*args: str, cwd: str | Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``nni-ext ARGS`` in a subprocess (as a user would) and capture its output."""
+    return subprocess.run([sys.executable, "-m", "nni_ext", *args], cwd=cwd, env=venv_env(), capture_output=True,
+                          text=True, timeout=timeout)
