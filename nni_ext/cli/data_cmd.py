@@ -57,7 +57,7 @@ def run_check(args: argparse.Namespace) -> int:
 
     loader = build_loader(args.root, args.split, batch_size=args.batch_size, backend=args.backend, device=args.device,
                           preprocessing=Preprocessing.for_crop(args.crop_size, spos=args.spos_preprocessing),
-                          num_workers=args.workers)
+                          num_workers=args.workers, verify_headers=True)
     start, n, shape = time.perf_counter(), 0, None
     for images, labels in loader:
         n += len(labels)

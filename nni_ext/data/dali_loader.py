@@ -6,7 +6,7 @@ from typing import Iterator
 import torch
 
 from ..errors import DataError
-from .folder import FolderIndex, find_unreadable
+from .folder import FolderIndex, check_headers, find_unreadable
 from .transforms import Preprocessing
 
 
@@ -20,24 +20,38 @@ def dali_available() -> bool:
     return True
 
 
+#: shards up to this many files get their image headers checked by default (about 4k files/s on 2 cores)
+AUTO_VERIFY_LIMIT = 100_000
+
+
 class DaliLoader:
     """Batches of ``(images float NCHW, labels int64)`` decoded by DALI, sharded by rank.
 
     The reader gets the explicit file list of the :class:`FolderIndex`, so labels are those of
     the torchvision back-end. Training shuffles with DALI's reader buffer; evaluation reads every
-    file of the shard once, in order, with a partial last batch.
+    file of the shard once, in order, with a partial last batch. DALI's CPU decoder can crash
+    the process on a corrupt JPEG header, so headers are checked first (``verify_headers``;
+    by default for shards of at most :data:`AUTO_VERIFY_LIMIT` files; run ``nni-ext data check``
+    once on a large dataset instead).
     """
 
     backend = "dali"
 
     def __init__(self, index: FolderIndex, prep: Preprocessing, *, train: bool, batch_size: int, num_workers: int,
-                 rank: int, world_size: int, seed: int, drop_last: bool, device: torch.device) -> None:
+                 rank: int, world_size: int, seed: int, drop_last: bool, device: torch.device,
+                 verify_headers: bool | None = None) -> None:
         from nvidia.dali import fn, pipeline_def, types
         from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
 
         gpu = device.type == "cuda"
         self.index, self.device, self.train = index, device, train
-        self.shard_files = index.files[rank::world_size]
+        n = len(index)  # DALI shards contiguously: [rank*n/ws, (rank+1)*n/ws)
+        self.shard_files = index.files[rank * n // world_size:(rank + 1) * n // world_size]
+        if verify_headers is None:
+            verify_headers = len(self.shard_files) <= AUTO_VERIFY_LIMIT
+        bad = check_headers(self.shard_files) if verify_headers else None
+        if bad:
+            raise DataError(f"cannot read image {bad[0]}: {bad[1]}; replace or delete the file")
 
         @pipeline_def(batch_size=batch_size, num_threads=max(1, num_workers),
                       device_id=(device.index if device.index is not None else torch.cuda.current_device())

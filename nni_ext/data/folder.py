@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..errors import DataError
 
@@ -66,6 +67,69 @@ def index_split(root: str | os.PathLike, split: str) -> FolderIndex:
         raise DataError(f"data root {root} has no {split}/ folder; expected ImageNet layout "
                         f"{root}/{split}/<class>/*.JPEG (make a small one with `nni-ext data digits DIR`)")
     return index_folder(root / split)
+
+
+_MAGIC = {b"\xff\xd8\xff": "JPEG", b"\x89PNG": "PNG", b"BM": "BMP", b"RIFF": "WEBP"}
+
+
+_SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def _jpeg_marker_problem(fh: Any) -> str | None:
+    """Walk a JPEG's marker segments up to the scan data; return what is wrong, or ``None``."""
+    fh.seek(2)
+    seen_frame = False
+    while True:
+        byte = fh.read(1)
+        if byte != b"\xff":
+            return "corrupt JPEG header (invalid marker)" if byte else "truncated JPEG header"
+        marker = fh.read(1)
+        while marker == b"\xff":  # fill bytes
+            marker = fh.read(1)
+        if not marker:
+            return "truncated JPEG header"
+        m = marker[0]
+        if m == 0x01 or 0xD0 <= m <= 0xD7:
+            continue
+        if m in (0xD8, 0xD9) or m == 0x00:
+            return "corrupt JPEG header (invalid marker)"
+        length = fh.read(2)
+        if len(length) < 2 or int.from_bytes(length, "big") < 2:
+            return "truncated JPEG header"
+        if m in _SOF_MARKERS:
+            seen_frame = True
+        if m == 0xDA:
+            return None if seen_frame else "corrupt JPEG header (scan before frame header)"
+        fh.seek(int.from_bytes(length, "big") - 2, 1)
+
+
+def _header_problem(path: str) -> str | None:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(12)
+            if head.startswith(b"\xff\xd8\xff"):
+                return _jpeg_marker_problem(fh)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if any(head.startswith(magic) for magic in _MAGIC):
+        return None
+    return "not a JPEG/PNG/BMP/WEBP file (bad header)" if head else "empty file"
+
+
+def check_headers(paths: list[str], workers: int = 16) -> tuple[str, str] | None:
+    """The first file whose header is not a valid image header, and why.
+
+    Reads the signature and, for JPEGs, walks the marker segments up to the scan data (a few
+    hundred bytes per file, no decoding). DALI's CPU decoder can crash the process instead of
+    raising on a file whose JPEG header is corrupt, so the DALI back-end runs this check first.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for path, problem in zip(paths, pool.map(_header_problem, paths, chunksize=256)):
+            if problem:
+                return path, problem
+    return None
 
 
 def find_unreadable(paths: list[str]) -> tuple[str, str] | None:

@@ -28,7 +28,8 @@ class ImageLoader(Protocol):
 def build_loader(root: str | os.PathLike, split: str = "train", *, batch_size: int = 256, train: bool | None = None,
                  backend: Backend = "auto", device: str | torch.device = "auto",
                  preprocessing: Preprocessing | None = None, num_workers: int = 4, rank: int = 0,
-                 world_size: int = 1, seed: int = 0, drop_last: bool | None = None) -> ImageLoader:
+                 world_size: int = 1, seed: int = 0, drop_last: bool | None = None,
+                 verify_headers: bool | None = None) -> ImageLoader:
     """Build a loader over ``root/split`` of an ImageNet-layout folder.
 
     Args:
@@ -41,6 +42,8 @@ def build_loader(root: str | os.PathLike, split: str = "train", *, batch_size: i
         preprocessing: crop/resize sizes and the SPOS (BGR, 0..255) option; defaults to 224/256.
         rank, world_size: data-parallel shard of this process.
         drop_last: drop the last partial batch; defaults to ``train``.
+        verify_headers: DALI only: check every image header before decoding (DALI may crash on
+            a corrupt JPEG header instead of raising); default: for shards up to 100k files.
 
     Example:
         >>> loader = build_loader("data/digits", "val", batch_size=64, backend="torchvision",
@@ -61,6 +64,8 @@ def build_loader(root: str | os.PathLike, split: str = "train", *, batch_size: i
         raise DataError("backend 'dali' needs NVIDIA DALI: pip install 'nni-ext[dali]' (or use --backend torchvision)")
     if backend not in ("dali", "torchvision"):
         raise ValueError(f"backend={backend!r}; choose 'auto', 'dali' or 'torchvision'")
-    cls = DaliLoader if backend == "dali" else TorchvisionLoader
-    return cls(index, preprocessing or Preprocessing(), train=train, batch_size=batch_size, num_workers=num_workers,
-               rank=rank, world_size=world_size, seed=seed, drop_last=drop_last, device=dev)
+    common = dict(train=train, batch_size=batch_size, num_workers=num_workers, rank=rank, world_size=world_size,
+                  seed=seed, drop_last=drop_last, device=dev)
+    if backend == "dali":
+        return DaliLoader(index, preprocessing or Preprocessing(), verify_headers=verify_headers, **common)
+    return TorchvisionLoader(index, preprocessing or Preprocessing(), **common)
