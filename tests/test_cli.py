@@ -1,0 +1,92 @@
+"""The nni-ext command: ss_gen (direct and -t trial mode), cost, and one-line errors for bad input."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nni_ext.cli import main
+from nni_ext.cost import count
+from nni_ext.spaces import create_space
+
+from .conftest import REPO, run_cli
+
+
+def test_ss_gen_writes_default_file_name(tmp_path: Path) -> None:
+    proc = run_cli("ss_gen", "spos", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    written = json.loads((tmp_path / "nni_auto_gen_search_space.json").read_text())
+    assert written == json.loads((REPO / "search_spaces" / "spos.json").read_text())
+
+
+def test_ss_gen_list(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["ss_gen", "--list"]) == 0
+    assert capsys.readouterr().out.startswith("spos\t20 labels")
+
+
+def test_ss_gen_trial_mode_runs_the_trial_in_declare_mode(tmp_path: Path) -> None:
+    proc = run_cli("ss_gen", "-t", "python -m nni_ext.trials.cost_trial --space spos", "-o", str(tmp_path / "s.json"))
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "s.json").read_text() == (REPO / "search_spaces" / "spos.json").read_text()
+    proc = run_cli("ss_gen", "-t", "python -c pass", "-o", str(tmp_path / "t.json"))
+    assert proc.returncode == 2 and "wrote no search space" in proc.stderr
+    proc = run_cli("ss_gen", "-t", "no-such-program --x", "-o", str(tmp_path / "t.json"))
+    assert proc.returncode == 2 and "cannot run trial command" in proc.stderr
+
+
+def test_cost_cli_prints_json_equal_to_exact_count(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    space = create_space("spos", num_classes=10)
+    arch = space.sample(__import__("numpy").random.default_rng(5))
+    (tmp_path / "arch.json").write_text(json.dumps(arch))
+    assert main(["cost", "spos", "--arch", str(tmp_path / "arch.json"), "--input-size", "64",
+                 "--space-arg", "num_classes=10"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    exact = count(space.build(arch), 64)
+    assert (out["flops"], out["params"], out["method"]) == (exact.flops, exact.params, "table")
+    assert main(["cost", "spos", "--exact", "--measure-latency", "--device", "cpu", "--repeats", "2",
+                 "--input-size", "64"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["method"] == "exact" and out["latency_ms"] > 0 and out["latency_device"] == "cpu"
+
+
+def test_standalone_cost_trial_reports_metrics(tmp_path: Path) -> None:
+    arch = create_space("spos").official_architecture()
+    (tmp_path / "arch.json").write_text(json.dumps(arch))
+    proc = run_cli("cost", "build-table", "spos", "-o", str(tmp_path / "table.json"))
+    assert proc.returncode == 0 and json.loads((tmp_path / "table.json").read_text())["input_size"] == 224
+    import subprocess
+    import sys
+
+    from .conftest import venv_env
+
+    out = subprocess.run([sys.executable, "-m", "nni_ext.trials.cost_trial", "--arch", str(tmp_path / "arch.json")],
+                         capture_output=True, text=True, env=venv_env())
+    assert out.returncode == 0, out.stderr
+    metrics = json.loads(out.stdout)
+    assert metrics["flops"] == 322918720 and metrics["default"] == pytest.approx(322.91872)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["cost", "nosuchspace"], "unknown search space 'nosuchspace'; registered spaces: spos"),
+    (["ss_gen", "nosuchspace"], "unknown search space 'nosuchspace'"),
+    (["ss_gen"], "give a SPACE"),
+    (["cost", "spos", "--arch", "ARCH"], "label 'layer_1' has value \"conv\", which is not a candidate; allowed "
+                                         "values: [\"shufflenet_3x3\", \"shufflenet_5x5\", \"shufflenet_7x7\", "
+                                         "\"xception_3x3\"]"),
+    (["cost", "spos", "--arch", "MISSING"], "architecture is missing label 'layer_2'"),
+    (["cost", "spos", "--arch", "/nonexistent.json"], "cannot read architecture file /nonexistent.json"),
+    (["cost", "spos", "--latency-table", "/nonexistent.yaml"], "cannot read latency table /nonexistent.yaml"),
+    (["data", "subset", "SRC", "DST", "--per-class", "0"], "--per-class 0 must be at least 1"),
+    (["cost", "spos", "--space-arg", "oops"], "--space-arg 'oops' must look like KEY=VALUE"),
+])
+def test_bad_input_gives_one_line_and_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
+    (tmp_path / "bad.json").write_text(json.dumps({"layer_1": "conv"}))
+    (tmp_path / "missing.json").write_text(json.dumps({"layer_1": "xception_3x3"}))
+    args = [str(tmp_path / "bad.json") if a == "ARCH" else str(tmp_path / "missing.json") if a == "MISSING"
+            else str(tmp_path) if a == "SRC" else str(tmp_path / "dst") if a == "DST" else a for a in args]
+    proc = run_cli(*args)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr
+    assert lines[0].startswith("nni-ext: error: ") and message in lines[0], lines[0]
