@@ -1,13 +1,15 @@
 """Install script for nni-ext: multi-objective NAS extensions for Microsoft NNI."""
+import re
 from pathlib import Path
 
 from setuptools import find_packages, setup
 
 ROOT = Path(__file__).parent
+VERSION = re.search(r'__version__ = "([^"]+)"', (ROOT / "nni_ext" / "__init__.py").read_text()).group(1)
 
 setup(
     name="nni-ext",
-    version="0.1.0",
+    version=VERSION,
     description="Multi-objective neural architecture search on Microsoft NNI: SPOS, OFA², OFA³, MOOD-NAS",
     long_description=(ROOT / "README.md").read_text(encoding="utf-8") if (ROOT / "README.md").exists() else "",
     long_description_content_type="text/markdown",

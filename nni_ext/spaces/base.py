@@ -9,6 +9,7 @@ cost of an architecture with a few dictionary look-ups.
 from __future__ import annotations
 
 import hashlib
+from collections import abc
 import json
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar, Mapping, Sequence
@@ -55,7 +56,7 @@ class SearchSpace(ABC):
 
     @property
     def labels(self) -> list[str]:
-        return list(self.choices())
+        return list(self._validation_index()[0])
 
     def to_nni(self) -> dict[str, dict[str, Any]]:
         """The space as an NNI search-space dict (``{"label": {"_type": "choice", "_value": [...]}}``)."""
@@ -73,10 +74,10 @@ class SearchSpace(ABC):
         Accepts NNI's ``{"_value": v, "_idx": i}`` wrapping of a choice. Raises
         :class:`~nni_ext.errors.ArchitectureError` naming the bad label and the allowed values.
         """
-        if not isinstance(arch, Mapping):
+        if not isinstance(arch, abc.Mapping):
             raise ArchitectureError(
                 f"an architecture must be a JSON object mapping labels to values, got {type(arch).__name__}")
-        choices = self.choices()
+        choices, index = self._validation_index()
         unknown = [label for label in arch if label not in choices]
         if unknown:
             raise ArchitectureError(
@@ -88,15 +89,34 @@ class SearchSpace(ABC):
                 raise ArchitectureError(
                     f"architecture is missing label {label!r}; allowed values: {_short(allowed)}")
             value = arch[label]
-            if isinstance(value, Mapping) and "_value" in value:
+            if isinstance(value, dict) and "_value" in value:
                 value = value["_value"]
-            index = _index_of(allowed, value)
-            if index is None:
+            try:
+                position = index[label].get((isinstance(value, bool), value))
+            except TypeError:  # unhashable value: compare one by one
+                position = _index_of(allowed, value)
+            if position is None:
                 raise ArchitectureError(
                     f"label {label!r} has value {json.dumps(value)}, which is not a candidate; "
                     f"allowed values: {_short(allowed)}")
-            result[label] = allowed[index]
+            result[label] = allowed[position]
         return self.canonicalize(result)
+
+    def _validation_index(self) -> tuple[dict[str, list[Any]], dict[str, dict[tuple[bool, Any], int]]]:
+        """Choices and ``label -> {(is_bool, value): position}``, built once (spaces are immutable)."""
+        cached = self.__dict__.get("_validation_cache")
+        if cached is None:
+            choices = self.choices()
+            index: dict[str, dict[tuple[bool, Any], int]] = {}
+            for label, allowed in choices.items():
+                index[label] = {}
+                for i, candidate in enumerate(allowed):
+                    try:
+                        index[label].setdefault((isinstance(candidate, bool), candidate), i)
+                    except TypeError:  # unhashable candidate: validate() falls back to a scan
+                        pass
+            cached = self.__dict__["_validation_cache"] = (choices, index)
+        return cached
 
     def canonicalize(self, arch: Architecture) -> Architecture:
         """Map architectures that build the same network to one dict (identity by default)."""
