@@ -122,7 +122,8 @@ class SposShuffleNetV2Space(SearchSpace):
 
     def __init__(self, *, num_classes: int = 1000, stage_repeats: Sequence[int] = (4, 4, 8, 4),
                  stage_channels: Sequence[int] = (64, 160, 320, 640), stem_channels: int = 16,
-                 last_channels: int = 1024, dropout: float = 0.1, affine: bool = True) -> None:
+                 last_channels: int = 1024, dropout: float = 0.1, affine: bool = True,
+                 input_size: int = 224) -> None:
         if len(stage_repeats) != len(stage_channels):
             raise ValueError(f"stage_repeats {list(stage_repeats)} and stage_channels {list(stage_channels)} "
                              "must have the same length")
@@ -130,7 +131,8 @@ class SposShuffleNetV2Space(SearchSpace):
             raise ValueError("stem_channels and stage_channels must be multiples of 4 (channel split)")
         super().__init__(num_classes=num_classes, stage_repeats=list(stage_repeats),
                          stage_channels=list(stage_channels), stem_channels=stem_channels,
-                         last_channels=last_channels, dropout=dropout, affine=affine)
+                         last_channels=last_channels, dropout=dropout, affine=affine, input_size=input_size)
+        self.default_input_size = input_size  # type: ignore[misc]
         specs: list[tuple[int, int, int]] = []
         cin = stem_channels
         for repeats, cout in zip(stage_repeats, stage_channels):
@@ -189,3 +191,12 @@ class SposShuffleNetV2Space(SearchSpace):
         cin, cout, stride = self.layer_specs[index]
         block = ShuffleBlock(match.group(2), cin, cout, stride, affine=cfg["affine"])
         return block, (1, cin, sizes[index], sizes[index])
+
+
+@register_space("spos-digits")
+def spos_digits_space(**overrides: Any) -> SposShuffleNetV2Space:
+    """A narrow SPOS space for 32-pixel, 10-class data (the embedded digits): same 20 labels and blocks."""
+    config: dict[str, Any] = dict(num_classes=10, stem_channels=8, stage_channels=(16, 32, 64, 128),
+                                  last_channels=256, input_size=32)
+    config.update(overrides)
+    return SposShuffleNetV2Space(**config)

@@ -1,0 +1,1 @@
+"""Trainers: SPOS supernet training, BN recalibration, training a fixed architecture from scratch."""
