@@ -34,6 +34,18 @@ class FolderIndex:
     def labels(self) -> list[int]:
         return [label for _, label in self.samples]
 
+    def first_per_class(self, n: int) -> "FolderIndex":
+        """A fixed, class-balanced subset: the first ``n`` files (by name) of every class."""
+        if n < 1:
+            raise DataError(f"per-class subset size {n} must be at least 1")
+        counts: dict[int, int] = {}
+        kept = []
+        for path, label in self.samples:
+            if counts.get(label, 0) < n:
+                counts[label] = counts.get(label, 0) + 1
+                kept.append((path, label))
+        return FolderIndex(self.root, self.classes, kept)
+
 
 def list_class_files(class_dir: Path) -> list[str]:
     """Image files of one class folder, sorted by name."""

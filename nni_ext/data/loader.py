@@ -29,7 +29,7 @@ def build_loader(root: str | os.PathLike, split: str = "train", *, batch_size: i
                  backend: Backend = "auto", device: str | torch.device = "auto",
                  preprocessing: Preprocessing | None = None, num_workers: int = 4, rank: int = 0,
                  world_size: int = 1, seed: int = 0, drop_last: bool | None = None,
-                 verify_headers: bool | None = None) -> ImageLoader:
+                 verify_headers: bool | None = None, max_per_class: int | None = None) -> ImageLoader:
     """Build a loader over ``root/split`` of an ImageNet-layout folder.
 
     Args:
@@ -42,6 +42,7 @@ def build_loader(root: str | os.PathLike, split: str = "train", *, batch_size: i
         preprocessing: crop/resize sizes and the SPOS (BGR, 0..255) option; defaults to 224/256.
         rank, world_size: data-parallel shard of this process.
         drop_last: drop the last partial batch; defaults to ``train``.
+        max_per_class: read only the first N files of each class (a fixed, class-balanced subset).
         verify_headers: DALI only: check every image header before decoding (DALI may crash on
             a corrupt JPEG header instead of raising); default: for shards up to 100k files.
 
@@ -58,6 +59,8 @@ def build_loader(root: str | os.PathLike, split: str = "train", *, batch_size: i
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                        "cpu" if device == "auto" else device)
     index = index_split(root, split)
+    if max_per_class is not None:
+        index = index.first_per_class(max_per_class)
     if backend == "auto":
         backend = "dali" if dali_available() else "torchvision"
     if backend == "dali" and not dali_available():

@@ -25,7 +25,7 @@ def save_checkpoint(path: str | os.PathLike, *, model: nn.Module, space: SearchS
     """
     module = model.module if hasattr(model, "module") else model  # unwrap DDP
     payload = {"format": FORMAT, "kind": kind, "space": space.name, "space_config": space.config,
-               "model": module.state_dict(), **state}
+               "affine": getattr(module, "affine", None), "model": module.state_dict(), **state}
     return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
@@ -68,3 +68,20 @@ def load_state_checked(model: nn.Module, state: dict[str, torch.Tensor], source:
         raise NniExtError(f"checkpoint {source} does not fit this network (another space, width or BN setting?): "
                           + "; ".join(parts))
     model.load_state_dict(state)
+
+
+def load_supernet(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> tuple[Any, dict[str, Any]]:
+    """A :class:`~nni_ext.spaces.spos_supernet.ShuffleNetV2Supernet` with the weights of a checkpoint.
+
+    Returns ``(supernet, checkpoint dict)``; the space (and its width) comes from the checkpoint.
+    """
+    from ..spaces.spos_supernet import ShuffleNetV2Supernet
+
+    ckpt = read_checkpoint(path, kind="spos_supernet")
+    space = space_of(ckpt)
+    affine = ckpt.get("affine")
+    if affine is None:  # older files: affine BN adds weight/bias keys
+        affine = len(ckpt["model"]) > len(ShuffleNetV2Supernet(space, affine=False).state_dict())
+    model = ShuffleNetV2Supernet(space, affine=bool(affine))
+    load_state_checked(model, ckpt["model"], str(path))
+    return model.to(device), ckpt

@@ -1,0 +1,118 @@
+"""SPOS tester trial: evaluate one architecture of a trained supernet after recalibrating its BatchNorm.
+
+Loads the supernet checkpoint, takes the architecture from ``nni.get_next_parameter()`` (or
+``--arch``), reports the accuracy with the supernet's running statistics as an intermediate
+result, resets and re-estimates the BN statistics of the path on training batches (official:
+200 batches of 128 images, train mode, no gradients), evaluates on the validation set (or a
+fixed class-balanced subset) and reports::
+
+    {"default": top1, "top5": ..., "flops": ..., "params": ..., "latency": ... (when configured),
+     "top1_before_recalibration": ...}
+
+Accuracies are fractions. As an nnictl trialCommand::
+
+    python -m nni_ext.trials.spos_tester --checkpoint runs/supernet/checkpoint.pth --data data/imagenet
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Sequence
+
+
+def build_arg_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m nni_ext.trials.spos_tester", description=__doc__.splitlines()[0])
+    p.add_argument("--checkpoint", required=True, help="supernet checkpoint (nni-ext spos train-supernet)")
+    p.add_argument("--data", required=True, help="dataset root with train/ and val/")
+    p.add_argument("--arch", help="architecture JSON for a standalone run (under nnictl the tuner chooses)")
+    p.add_argument("--recal-batches", type=int, default=200, help="BN recalibration batches (official 200)")
+    p.add_argument("--recal-batch-size", type=int, default=128, help="images per recalibration batch (official 128)")
+    p.add_argument("--val-batch-size", type=int, default=200)
+    p.add_argument("--val-per-class", type=int, default=None,
+                   help="evaluate on the first N images of each val class (a fixed, class-balanced subset)")
+    p.add_argument("--val-split", default="val", help="split to evaluate (default val)")
+    p.add_argument("--backend", choices=["auto", "dali", "torchvision"], default="auto")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--crop-size", type=int, default=None, help="default: the space's input size")
+    p.add_argument("--spos-preprocessing", action="store_true", help="BGR 0..255 input of the official checkpoints")
+    p.add_argument("--latency-table", help="per-layer latency table: report 'latency' (ms) from it")
+    p.add_argument("--measure-latency", action="store_true", help="report 'latency' measured on --latency-device")
+    p.add_argument("--latency-device", default="cpu")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0, help="seed of the recalibration batches")
+    return p
+
+
+def run(args: argparse.Namespace) -> dict[str, float]:
+    """Test one architecture; returns the final metrics (also reported to NNI under nnictl)."""
+    import torch
+
+    from ..cost import CostTable, LatencyTable, measure_latency
+    from ..data import Preprocessing, build_loader
+    from ..errors import NniExtError
+    from ..trainers.checkpoint import load_supernet, read_checkpoint, space_of
+    from ..trainers.evaluation import evaluate, recalibrate_batchnorm
+    from ..trial import get_next_architecture, in_nni_trial, load_architecture
+
+    if args.recal_batches < 0:
+        raise NniExtError(f"--recal-batches {args.recal_batches} must be >= 0")
+    # declare-the-space mode (`nni-ext ss_gen -t`) needs only the space, not the weights
+    space = space_of(read_checkpoint(args.checkpoint, kind="spos_supernet"))
+    arch = get_next_architecture(space, fallback=load_architecture(args.arch) if args.arch else None)
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          "cpu" if args.device == "auto" else args.device)
+    start = time.perf_counter()
+    model, _ = load_supernet(args.checkpoint, device=device)
+    model.eval()
+    path = model.path_of(arch)
+    crop = args.crop_size or space.default_input_size
+    prep = Preprocessing.for_crop(crop, spos=args.spos_preprocessing)
+    val = build_loader(args.data, args.val_split, batch_size=args.val_batch_size, train=False, backend=args.backend,
+                       device=device, preprocessing=prep, num_workers=args.workers,
+                       max_per_class=args.val_per_class)
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return model(x, path)
+
+    report = in_nni_trial()
+    before = evaluate(forward, val)
+    if report:
+        import nni
+
+        nni.report_intermediate_result({"default": before["top1"], "stage": 0})
+    if args.recal_batches:
+        train = build_loader(args.data, "train", batch_size=args.recal_batch_size, train=True, backend=args.backend,
+                             device=device, preprocessing=prep, num_workers=args.workers, seed=args.seed)
+        recalibrate_batchnorm(forward, model.path_modules(path), train, args.recal_batches)
+    after = evaluate(forward, val)
+    cost = CostTable.cached(space, crop).cost(arch)
+    metrics: dict[str, float] = {"default": after["top1"], "top5": after["top5"], "flops": cost.flops,
+                                 "params": cost.params, "top1_before_recalibration": before["top1"],
+                                 "val_images": after["images"], "seconds": time.perf_counter() - start}
+    if args.latency_table:
+        metrics["latency"] = LatencyTable.load(args.latency_table).predict(space.latency_keys(arch, crop))
+    elif args.measure_latency:
+        metrics["latency"] = measure_latency(space.build(arch), crop, device=args.latency_device).median_ms
+    if report:
+        import nni
+
+        nni.report_final_result(metrics)
+    return metrics
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from ..cli.common import run_guarded
+
+    args = build_arg_parser().parse_args(argv)
+
+    def go() -> int:
+        print(json.dumps(run(args)))
+        return 0
+
+    return run_guarded(go)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
