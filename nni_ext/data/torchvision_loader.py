@@ -31,24 +31,48 @@ def build_transform(prep: Preprocessing, train: bool) -> Callable[[Any], torch.T
 
 
 class FolderDataset(Dataset):
-    """Dataset over a :class:`FolderIndex`; an unreadable file raises :class:`DataError` naming it."""
+    """Dataset over a :class:`FolderIndex`; an unreadable file raises :class:`DataError` naming it.
 
-    def __init__(self, index: FolderIndex, transform: Callable[[Any], torch.Tensor]) -> None:
-        self.index, self.transform = index, transform
+    With ``seed`` set, item ``(i, epoch)`` is augmented with a random state derived from
+    ``(seed, epoch, i)``: the same crops and flips whatever the number of workers, and a resumed
+    run sees what an uninterrupted one would have.
+    """
+
+    def __init__(self, index: FolderIndex, transform: Callable[[Any], torch.Tensor], seed: int | None = None) -> None:
+        self.index, self.transform, self.seed = index, transform, seed
 
     def __len__(self) -> int:
         return len(self.index.samples)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
         from PIL import Image
 
+        i, epoch = key if isinstance(key, tuple) else (key, 0)
         path, label = self.index.samples[i]
         try:
             with Image.open(path) as img:
                 image = img.convert("RGB")
         except Exception as exc:  # noqa: BLE001 - PIL raises many types
             raise DataError(f"cannot read image {path}: {exc}; replace or delete the file") from None
-        return self.transform(image), label
+        if self.seed is None:
+            return self.transform(image), label
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed((self.seed * 1_000_003 + epoch * 7_919 + i) % (2**63))
+            return self.transform(image), label
+
+
+class _EpochTagged:
+    """Sampler wrapper yielding ``(index, epoch)`` so workers know the epoch of every item."""
+
+    def __init__(self, sampler: Any) -> None:
+        self.sampler, self.epoch = sampler, 0
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch = self.epoch
+        return ((int(i), epoch) for i in self.sampler)
 
 
 class TorchvisionLoader:
@@ -58,13 +82,14 @@ class TorchvisionLoader:
 
     def __init__(self, index: FolderIndex, prep: Preprocessing, *, train: bool, batch_size: int, num_workers: int,
                  rank: int, world_size: int, seed: int, drop_last: bool, device: torch.device) -> None:
-        self.dataset = FolderDataset(index, build_transform(prep, train))
+        self.dataset = FolderDataset(index, build_transform(prep, train), seed=seed if train else None)
         # training shards are reshuffled each epoch; evaluation shards are strided, each image exactly once
         self.sampler: DistributedSampler | list[int] = (
             DistributedSampler(self.dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
             if train else list(range(rank, len(self.dataset), world_size)))
         generator = torch.Generator().manual_seed(seed + rank)
-        self.loader = DataLoader(self.dataset, batch_size=batch_size, sampler=self.sampler, num_workers=num_workers,
+        self.tagged = _EpochTagged(self.sampler)
+        self.loader = DataLoader(self.dataset, batch_size=batch_size, sampler=self.tagged, num_workers=num_workers,
                                  drop_last=drop_last, pin_memory=device.type == "cuda", generator=generator,
                                  persistent_workers=num_workers > 0)
         self.device = device
@@ -79,6 +104,7 @@ class TorchvisionLoader:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if isinstance(self.sampler, DistributedSampler):
             self.sampler.set_epoch(self._epoch)
+        self.tagged.epoch = self._epoch
         self._epoch += 1
         try:
             for images, labels in self.loader:

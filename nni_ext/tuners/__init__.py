@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 from ._constrained_random import ConstrainedRandomTuner as ConstrainedRandomTuner
+from ._spos_evolution import EvolutionWithFlops as EvolutionWithFlops
+from ._spos_evolution import EvolutionWithLatency as EvolutionWithLatency
 from .base import BaseTuner as BaseTuner
 from .base import register_tuner as register_tuner
 from .base import registered_tuners as registered_tuners
 from .params import ParameterSpace as ParameterSpace
 
-__all__ = ["BaseTuner", "ConstrainedRandomTuner", "ParameterSpace", "register_tuner", "registered_tuners"]
+__all__ = ["BaseTuner", "ConstrainedRandomTuner", "EvolutionWithFlops", "EvolutionWithLatency", "ParameterSpace",
+           "register_tuner", "registered_tuners"]

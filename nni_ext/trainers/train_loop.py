@@ -1,0 +1,530 @@
+"""The training loop shared by SPOS supernet training and training a fixed architecture from scratch.
+
+:class:`Trainer` holds the optimizer, LR schedule, AMP and DDP and runs one step; :func:`fit` runs
+steps with a resumable data position, evaluation, atomic checkpoints, a progress bar and NNI
+reports; :func:`run_training` sets up devices, DDP (``torchrun``), loaders and resuming around
+them. The supernet passes ``path_fn(step)`` sampling a path per step; a fixed network passes
+``None``. Defaults are the official SPOS recipe: label-smoothing 0.1 cross-entropy, SGD momentum
+0.9, LR 0.5 at batch 1024 (scaled linearly for other batch sizes) decaying linearly to 0 per
+iteration, weight decay 4e-5 on parameters with ``dim > 1`` only.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import NniExtError
+from .evaluation import evaluate
+
+logger = logging.getLogger(__name__)
+
+#: the official SPOS batch size and the learning rate that goes with it
+OFFICIAL_BATCH_SIZE, OFFICIAL_LR = 1024, 0.5
+
+PathT = Sequence[int] | None
+PathFn = Callable[[int], PathT]
+
+
+@dataclass
+class Recipe:
+    """Optimisation and schedule (official SPOS values by default).
+
+    ``batch_size`` is global (split over DDP ranks): the official 1024 needs several GPUs, the
+    default 256 fits one. ``lr=None`` means ``0.5 * batch_size / 1024``. ``steps`` or ``epochs``
+    set the length (else the caller's default); ``eval_every=None`` evaluates after each epoch;
+    ``stop_at`` ends this run early at that step of the schedule, so a later resume finishes it.
+    ``amp``/``channels_last`` ``None`` mean: on with CUDA.
+    """
+
+    batch_size: int = 256
+    lr: float | None = None
+    momentum: float = 0.9
+    weight_decay: float = 4e-5
+    label_smoothing: float = 0.1
+    steps: int | None = None
+    epochs: int | None = None
+    save_every: int = 1000
+    eval_every: int | None = None
+    eval_batches: int | None = None
+    stop_at: int | None = None
+    amp: bool | None = None
+    channels_last: bool | None = None
+    seed: int = 0
+    quiet: bool = False
+    log_every: int = 10
+
+    @property
+    def base_lr(self) -> float:
+        return OFFICIAL_LR * self.batch_size / OFFICIAL_BATCH_SIZE if self.lr is None else self.lr
+
+    def check(self) -> None:
+        """Raise :class:`NniExtError` naming the first bad value."""
+        for name in ("batch_size", "steps", "epochs", "save_every", "eval_every", "eval_batches", "stop_at",
+                     "log_every"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise NniExtError(f"--{name.replace('_', '-')} {value} must be >= 1")
+        if self.steps is not None and self.epochs is not None:
+            raise NniExtError("give --steps or --epochs, not both")
+        if self.base_lr <= 0 or self.weight_decay < 0 or not 0 <= self.momentum < 1:
+            raise NniExtError(f"need lr > 0, weight decay >= 0 and 0 <= momentum < 1 (got {self.base_lr}, "
+                              f"{self.weight_decay}, {self.momentum})")
+        if not 0 <= self.label_smoothing < 1:
+            raise NniExtError(f"--label-smoothing {self.label_smoothing} must be in [0, 1)")
+
+    def total_steps(self, steps_per_epoch: int, default_steps: int) -> int:
+        return self.steps or (self.epochs * steps_per_epoch if self.epochs else default_steps)
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay on parameters with ``dim > 1`` (conv/linear weights); none on BN affine and biases."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.dim() > 1], "weight_decay": weight_decay},
+              {"params": [p for p in params if p.dim() <= 1], "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
+def linear_decay(optimizer: torch.optim.Optimizer, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """LR factor ``1 - step / total_steps`` per iteration, 0 afterwards (the official SPOS schedule)."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: max(0.0, 1.0 - step / total_steps))
+
+
+@dataclass
+class DistInfo:
+    """This process's place in a ``torchrun`` job (``enabled=False``: a single process)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    enabled: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise NniExtError(f"--device {device!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise NniExtError(f"--device {device} asked for CUDA, which this machine's torch cannot use")
+    return dev
+
+
+@contextmanager
+def distributed(device: str | torch.device = "auto") -> Iterator[tuple[DistInfo, torch.device]]:
+    """Join the ``torchrun`` job described by ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` (NCCL on CUDA, gloo on CPU)."""
+    import torch.distributed as tdist
+
+    dev = resolve_device(device)
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        yield DistInfo(), dev
+        return
+    info = DistInfo(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0)), True)
+    if dev.type == "cuda":
+        dev = torch.device("cuda", info.local_rank)
+        torch.cuda.set_device(dev)
+    owner = not tdist.is_initialized()
+    if owner:
+        tdist.init_process_group("nccl" if dev.type == "cuda" else "gloo", rank=info.rank, world_size=info.world_size)
+    try:
+        yield info, dev
+    finally:
+        if owner:
+            tdist.destroy_process_group()
+
+
+def capture_rng() -> dict[str, Any]:
+    """Global torch (CPU and CUDA), NumPy and Python RNG states."""
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def restore_rng(state: Mapping[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if state.get("cuda") and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class _SkipFirst:
+    """Sampler view that drops the first ``n`` items of one pass over ``sampler``."""
+
+    def __init__(self, sampler: Any, n: int) -> None:
+        self.sampler, self.n = sampler, n
+
+    def __len__(self) -> int:
+        return max(0, len(self.sampler) - self.n)
+
+    def __iter__(self) -> Iterator[Any]:
+        it = iter(self.sampler)
+        for _ in range(self.n):
+            next(it, None)
+        return it
+
+
+def _skipping(loader: Any, batch_sampler: Any, n: int) -> Iterator[Any]:
+    original = batch_sampler.sampler
+    batch_sampler.sampler = _SkipFirst(original, n)
+    try:
+        yield from loader
+    finally:
+        batch_sampler.sampler = original
+
+
+def epoch_batches(loader: Any, epoch: int, skip: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The batches of ``epoch``, without its first ``skip`` (already trained on before a resume).
+
+    A PyTorch ``DataLoader`` back-end skips the indices without loading them; others (DALI)
+    load and drop the skipped batches.
+    """
+    loader.set_epoch(epoch)
+    batch_sampler = getattr(getattr(loader, "loader", None), "batch_sampler", None)
+    if skip == 0:
+        return iter(loader)
+    if batch_sampler is not None and hasattr(batch_sampler, "sampler"):
+        return _skipping(loader, batch_sampler, skip * batch_sampler.batch_size)
+    it = iter(loader)
+    for _ in range(skip):
+        next(it, None)
+    return it
+
+
+class Trainer:
+    """Model, optimizer, schedule and mixed precision; :meth:`train_step` runs one SGD step.
+
+    With a ``path`` the model is a supernet (``model(x, path)``); after ``backward()`` the gradients
+    of ``model.unused_parameters(path)`` are set to ``None``, so the blocks the path skips get no
+    momentum or weight-decay update (under DDP they would otherwise get zero gradients).
+    """
+
+    def __init__(self, model: nn.Module, recipe: Recipe, *, total_steps: int, device: torch.device,
+                 dist: DistInfo | None = None, find_unused_parameters: bool = False) -> None:
+        self.device, self.recipe, self.total_steps, self.dist = device, recipe, total_steps, dist or DistInfo()
+        self.amp = device.type == "cuda" if recipe.amp is None else recipe.amp
+        if self.amp and device.type != "cuda":
+            logger.warning("--amp needs CUDA; training in float32 on %s", device)
+            self.amp = False
+        self.channels_last = device.type == "cuda" if recipe.channels_last is None else recipe.channels_last
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        self.module = self.model = model.to(device, memory_format=fmt)
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            self.model = DDP(self.module, device_ids=[device.index] if device.type == "cuda" else None,
+                             find_unused_parameters=find_unused_parameters)
+        self.optimizer = torch.optim.SGD(param_groups(self.module, recipe.weight_decay), lr=recipe.base_lr,
+                                         momentum=recipe.momentum)
+        self.scheduler = linear_decay(self.optimizer, total_steps)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp)
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+        self.step = 0
+
+    @property
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    def forward(self, model: nn.Module, images: torch.Tensor, path: PathT) -> torch.Tensor:
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+            return model(images) if path is None else model(images, path)
+
+    def train_step(self, images: torch.Tensor, labels: torch.Tensor,
+                   path: PathT = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step; returns the detached loss and the number of correct top-1 predictions."""
+        logits = self.forward(self.model, images, path)
+        loss = self.criterion(logits.float(), labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if path is not None:
+            for p in self.module.unused_parameters(path):
+                p.grad = None
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        self.step += 1
+        return loss.detach(), (logits.detach().argmax(1) == labels).sum()
+
+    def evaluate(self, loader: Any, paths: Sequence[PathT] = (None,),
+                 max_batches: int | None = None) -> dict[str, float]:
+        """Top-1/top-5/loss (fractions) averaged over ``paths``, and over DDP ranks by image count."""
+        self.module.eval()
+        try:
+            runs = [evaluate(lambda x, p=p: self.forward(self.module, x, p), loader, max_batches=max_batches)
+                    for p in paths]
+        finally:
+            self.module.train()
+        n = runs[0]["images"]
+        sums = torch.tensor([float(np.mean([r[k] for r in runs])) * n for k in ("top1", "top5", "loss")] + [n],
+                            dtype=torch.float64, device=self.device)
+        if self.dist.enabled:
+            import torch.distributed as tdist
+
+            tdist.all_reduce(sums)
+        total = max(float(sums[3]), 1.0)
+        return {"top1": float(sums[0]) / total, "top5": float(sums[1]) / total, "loss": float(sums[2]) / total,
+                "images": int(sums[3])}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(), "step": self.step}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.step = int(state["step"])
+
+
+@dataclass
+class TrainResult:
+    """What a run reached; accuracies are fractions, ``val`` is the last evaluation (``None``: none ran)."""
+
+    step: int
+    total_steps: int
+    finished: bool
+    val: dict[str, float] | None
+    train_log: list[dict[str, float]] = field(default_factory=list)
+    history: list[dict[str, float]] = field(default_factory=list)
+    checkpoint: Path | None = None
+    images_per_second: float = 0.0
+
+
+@dataclass
+class Job:
+    """What :func:`fit` needs besides the :class:`Trainer`.
+
+    ``path_fn(step)``: the path of each step (``None``: fixed network); ``eval_paths``: the paths
+    evaluated (``[None]`` for a fixed network); ``stateful``: objects with ``state_dict()`` /
+    ``load_state_dict()`` (the path sampler) saved in checkpoints under their key; ``save(state)``
+    writes a checkpoint (called on rank 0 only).
+    """
+
+    train_loader: Any
+    val_loader: Any
+    path_fn: PathFn = lambda step: None  # noqa: E731
+    eval_paths: Sequence[PathT] = (None,)
+    save: Callable[[dict[str, Any]], Any] | None = None
+    stateful: Mapping[str, Any] = field(default_factory=dict)
+    report_nni: bool = False
+    desc: str = "train"
+
+
+def fit(trainer: Trainer, job: Job, *, resume_state: Mapping[str, Any] | None = None) -> TrainResult:
+    """Train from ``trainer.step`` to ``trainer.total_steps`` (or ``recipe.stop_at``), evaluating and saving.
+
+    ``resume_state``: the checkpoint the trainer and ``job.stateful`` were restored from; its RNG
+    states are restored once the epoch's data position is recovered, so the run continues the random
+    stream of an uninterrupted one (bit-exact on CPU with the torchvision back-end).
+    """
+    recipe, dist = trainer.recipe, trainer.dist
+    per_epoch = len(job.train_loader)
+    if per_epoch == 0:
+        raise NniExtError("the training split holds fewer images per rank than one batch; lower --batch-size")
+    end = min(trainer.total_steps, recipe.stop_at or trainer.total_steps)
+    history: list[dict[str, float]] = list((resume_state or {}).get("history", []))
+    train_log: list[dict[str, float]] = []
+    val, rng = (history[-1] if history else None), (resume_state or {}).get("rng")
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=trainer.total_steps, initial=trainer.step, desc=job.desc, dynamic_ncols=True,
+               disable=recipe.quiet or not dist.is_main)
+    loss_sum, correct, seen, window_start = torch.zeros((), device=trainer.device), 0, 0, time.perf_counter()
+    started, seen_total = time.perf_counter(), 0
+
+    def save() -> None:
+        if job.save is not None and dist.is_main:
+            job.save({**trainer.state_dict(), **{k: obj.state_dict() for k, obj in job.stateful.items()},
+                      "rng": capture_rng(), "history": history, "epoch": trainer.step // per_epoch,
+                      "total_steps": trainer.total_steps})
+
+    trainer.module.train()
+    while trainer.step < end:
+        batches = epoch_batches(job.train_loader, *divmod(trainer.step, per_epoch))
+        if rng is not None:  # after the skip, which may have drawn random crops
+            restore_rng(rng) if dist.world_size == 1 else seed_everything(recipe.seed + dist.rank + trainer.step)
+            rng = None
+        for images, labels in batches:
+            loss, hits = trainer.train_step(images, labels, job.path_fn(trainer.step))
+            loss_sum, correct, seen = loss_sum + loss, correct + hits, seen + len(labels)
+            step, seen_total = trainer.step, seen_total + len(labels)
+            bar.update(1)
+            if step % recipe.log_every == 0 or step == end:
+                steps = (step - 1) % recipe.log_every + 1
+                row = {"step": step, "loss": loss_sum.item() / steps, "top1": int(correct) / seen, "lr": trainer.lr,
+                       "img_s": seen * dist.world_size / max(time.perf_counter() - window_start, 1e-9)}
+                train_log.append(row)
+                bar.set_postfix(loss=f"{row['loss']:.3f}", top1=f"{row['top1']:.3f}", img_s=f"{row['img_s']:.0f}",
+                                lr=f"{row['lr']:.4g}")
+                loss_sum, correct, seen, window_start = loss_sum * 0, 0, 0, time.perf_counter()
+            if (step % recipe.eval_every == 0 if recipe.eval_every else step % per_epoch == 0) \
+                    or step == trainer.total_steps:
+                val = _evaluate(trainer, job, step, per_epoch, history, train_log, bar)
+            if step % recipe.save_every == 0 or step == end:
+                save()
+            if step >= end:
+                break
+    bar.close()
+    finished = trainer.step >= trainer.total_steps
+    if finished and (val is None or val["step"] != trainer.step):  # resumed after the end
+        val = _evaluate(trainer, job, trainer.step, per_epoch, history, train_log, None)
+    if finished and job.report_nni and dist.is_main and val is not None:
+        import nni
+
+        nni.report_final_result({"default": val["top1"], **{k: v for k, v in val.items() if k != "top1"}})
+    return TrainResult(step=trainer.step, total_steps=trainer.total_steps, finished=finished, val=val,
+                       train_log=train_log, history=history,
+                       images_per_second=seen_total * dist.world_size / max(time.perf_counter() - started, 1e-9))
+
+
+def _evaluate(trainer: Trainer, job: Job, step: int, per_epoch: int, history: list[dict[str, float]],
+              train_log: list[dict[str, float]], bar: Any) -> dict[str, float]:
+    """Evaluate, print, append to ``history`` and report an intermediate result under nnictl."""
+    result = trainer.evaluate(job.val_loader, job.eval_paths, trainer.recipe.eval_batches)
+    row = {"step": step, "epoch": step / per_epoch, "top1": result["top1"], "top5": result["top5"],
+           "val_loss": result["loss"]}
+    if train_log:
+        row.update(train_loss=train_log[-1]["loss"], train_top1=train_log[-1]["top1"])
+    history.append(row)
+    if trainer.dist.is_main:
+        if bar is not None and not trainer.recipe.quiet:
+            bar.write(f"step {step} (epoch {row['epoch']:.2f}): val top-1 {row['top1']:.4f}, "
+                      f"top-5 {row['top5']:.4f}, loss {row['val_loss']:.4f}")
+        if job.report_nni and step < trainer.total_steps and not math.isnan(row["top1"]):
+            import nni
+
+            nni.report_intermediate_result({"default": row["top1"], **{k: v for k, v in row.items() if k != "top1"}})
+    return row
+
+
+# ------------------------------------------------------------------ a whole run
+@dataclass
+class RunConfig:
+    """Data, device and files of a run: ``output/checkpoint.pth`` is written (atomically, replaced).
+
+    ``resume``: ``True`` continues ``output/checkpoint.pth``, a path continues that file. Without it
+    an existing checkpoint in ``output`` is an error unless ``overwrite``. ``crop_size=None``: the
+    space's input size.
+    """
+
+    data: str | os.PathLike
+    output: str | os.PathLike
+    backend: str = "auto"
+    workers: int = 4
+    crop_size: int | None = None
+    spos_preprocessing: bool = False
+    device: str = "auto"
+    resume: bool | str | os.PathLike = False
+    overwrite: bool = False
+    val_split: str = "val"
+
+    @property
+    def checkpoint(self) -> Path:
+        return Path(self.output) / "checkpoint.pth"
+
+    def resume_path(self) -> Path | None:
+        if self.resume is True or self.resume == "":
+            return self.checkpoint
+        if self.resume:
+            return Path(self.resume)
+        if self.checkpoint.exists() and not self.overwrite:
+            raise NniExtError(f"{self.checkpoint} exists: pass --resume to continue it or --overwrite to start over")
+        return None
+
+
+def build_loaders(cfg: RunConfig, recipe: Recipe, dist: DistInfo, device: torch.device, crop: int) -> tuple[Any, Any]:
+    """Training (shuffled, augmented, sharded) and validation loaders; the global batch split over ranks."""
+    from ..data import Preprocessing, build_loader
+
+    if recipe.batch_size % dist.world_size:
+        raise NniExtError(f"--batch-size {recipe.batch_size} is not divisible by the {dist.world_size} processes")
+    common = dict(batch_size=recipe.batch_size // dist.world_size, backend=cfg.backend, device=device,
+                  preprocessing=Preprocessing.for_crop(crop, spos=cfg.spos_preprocessing), num_workers=cfg.workers,
+                  rank=dist.rank, world_size=dist.world_size, seed=recipe.seed)
+    return (build_loader(cfg.data, "train", train=True, drop_last=True, **common),
+            build_loader(cfg.data, cfg.val_split, train=False, **common))
+
+
+def _load_resumable(ckpt: Mapping[str, Any], space: Any, model: nn.Module, source: Path) -> None:
+    """Load the weights; refuse (one line) a checkpoint of another space, width or BN setting."""
+    from .checkpoint import load_state_checked
+
+    load_state_checked(model, ckpt["model"], str(source))
+    if ckpt["space"] != space.name or ckpt["space_config"] != space.config:
+        diff = sorted(k for k in set(space.config) | set(ckpt["space_config"])
+                      if space.config.get(k) != ckpt["space_config"].get(k))
+        raise NniExtError(f"checkpoint {source} was trained for space {ckpt['space']!r} with another configuration "
+                          f"(differs in {', '.join(diff) or 'name'}); resume with the same --space/--space-arg")
+
+
+def run_training(model_fn: Callable[[], nn.Module], *, space: Any, kind: str, recipe: Recipe, cfg: RunConfig,
+                 default_steps: Callable[[int], int], path_fn: PathFn = lambda step: None,
+                 eval_paths: Sequence[PathT] = (None,), stateful: Mapping[str, Any] | None = None,
+                 find_unused_parameters: bool = False, meta: Mapping[str, Any] | None = None,
+                 desc: str = "train") -> TrainResult:
+    """Set up devices, DDP, loaders and resuming, then :func:`fit`; the shared body of supernet and retrain.
+
+    ``model_fn`` builds the network after seeding; ``default_steps(steps_per_epoch)`` is the length
+    when the recipe gives neither steps nor epochs; ``meta`` is stored in every checkpoint.
+    """
+    from ..trial import in_nni_trial
+    from .checkpoint import read_checkpoint, save_checkpoint
+
+    recipe.check()
+    resume = cfg.resume_path()
+    stateful = dict(stateful or {})
+    with distributed(cfg.device) as (dist, device):
+        seed_everything(recipe.seed + dist.rank)
+        model = model_fn()
+        train_loader, val_loader = build_loaders(cfg, recipe, dist, device,
+                                                 cfg.crop_size or space.default_input_size)
+        total = recipe.total_steps(len(train_loader), default_steps(len(train_loader)))
+        ckpt = None
+        if resume is not None:
+            ckpt = read_checkpoint(resume, kind=kind)
+            _load_resumable(ckpt, space, model, resume)
+        trainer = Trainer(model, recipe, total_steps=total, device=device, dist=dist,
+                          find_unused_parameters=find_unused_parameters)
+        if ckpt is not None:
+            if ckpt.get("total_steps") != total:
+                logger.warning("resuming a %s-step schedule as a %s-step one", ckpt.get("total_steps"), total)
+            trainer.load_state_dict(ckpt)
+            for key, obj in stateful.items():
+                obj.load_state_dict(ckpt[key])
+        args = {"recipe": {**asdict(recipe), "base_lr": recipe.base_lr},
+                "run": {k: str(v) if isinstance(v, os.PathLike) else v for k, v in asdict(cfg).items()},
+                "crop_size": cfg.crop_size or space.default_input_size}
+
+        def save(state: dict[str, Any]) -> Path:
+            return save_checkpoint(cfg.checkpoint, model=trainer.module, space=space, kind=kind, args=args,
+                                   **dict(meta or {}), **state)
+
+        job = Job(train_loader, val_loader, path_fn=path_fn, eval_paths=eval_paths, save=save, stateful=stateful,
+                  report_nni=in_nni_trial(), desc=desc)
+        result = fit(trainer, job, resume_state=ckpt)
+    result.checkpoint = cfg.checkpoint
+    return result

@@ -1,0 +1,428 @@
+"""SPOS evolutionary architecture search (Guo et al.; official code, NNI <= 2.8's SPOSEvolution) as NNI tuners.
+
+One evolution (:class:`SposEvolution`) with a cost hook and two thin public tuners: :class:`EvolutionWithFlops`
+(FLOPs from the space's lookup table, microseconds per candidate) and :class:`EvolutionWithLatency` (ms from a
+per-layer latency table, or measured once per architecture). Nothing over the limit or seen before is dispatched.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Mapping
+
+import numpy as np
+from nni import NoMoreTrialError
+
+from .._io import atomic_write_json
+from ..errors import ArchitectureError
+from .base import BaseTuner, normalize_metrics, register_tuner
+
+logger = logging.getLogger(__name__)
+SELECTIONS = ("all", "generation")
+Key = tuple  # one value per label, in the space's label order
+
+
+@dataclass
+class _Entry:
+    """One dispatched or imported architecture."""
+
+    key: Key
+    cost: float
+    generation: int | None
+    accuracy: float = math.nan
+    done: bool = False
+
+
+@dataclass
+class _Generation:
+    """The architectures handed out for one generation, how many still run, how many were extra random ones."""
+
+    members: list = field(default_factory=list)
+    running: int = 0
+    extras: int = 0
+
+
+class SposEvolution(BaseTuner):
+    """SPOS evolution under a cost limit; subclasses give the cost (:meth:`_setup_cost`, :meth:`_slow_cost`).
+
+    Generation 0 is ``population_size`` random feasible architectures. Each next generation has
+    ``num_mutation`` mutants (each layer resampled with probability ``mutation_prob``) and
+    ``num_crossover`` uniform crossovers of the ``topk`` parents, topped up with random ones;
+    every child is under the limit and new to the whole run (``10x`` the needed tries, as the
+    official code). Parents are the top-k over everything evaluated (``selection: all``, the
+    official elitist search) or of the previous generation first (``selection: generation``).
+
+    Asynchronous dispatch: candidates of the current generation are handed out from a queue; when
+    it is empty while trials of that generation still run, the next generation is bred from the
+    results available so far if at least ``topk`` trials succeeded, otherwise an extra random
+    feasible candidate (at most ``population_size`` per generation) keeps the worker busy. After
+    ``num_generations`` generations ``nni.NoMoreTrialError`` ends the experiment normally.
+
+    Files (atomic) in ``output_dir`` (default ``<experiment dir>/spos``, from ``NNI_LOG_DIRECTORY``;
+    nothing is written without either): ``generation_NNN.json`` once all of generation NNN's trials
+    ended, ``best_architecture.json`` (plain ``{label: value}``) and ``best.json``. A NaN or missing
+    ``default`` metric, or a trial ending without a result, counts as failed. ``import_data``
+    (``nnictl resume``) rebuilds the archive and the generation counter (from the generation files
+    when present, else ``population_size`` results per generation).
+    """
+
+    cost_metric: ClassVar[str] = "cost"
+
+    def __init__(self, *, limit: float, limit_name: str, space: str = "spos",
+                 space_args: Mapping[str, Any] | None = None, input_size: int | None = None,
+                 population_size: int = 50, topk: int = 10, mutation_prob: float = 0.1, num_crossover: int = 25,
+                 num_mutation: int = 25, num_generations: int = 20, selection: str = "all", max_draws: int = 10000,
+                 output_dir: str | None = None, seed: int | None = None) -> None:
+        super().__init__(seed=seed)
+        from ..spaces import create_space
+
+        for name, value, low in (("population_size", population_size, 1), ("topk", topk, 1),
+                                 ("num_crossover", num_crossover, 0), ("num_mutation", num_mutation, 0),
+                                 ("num_generations", num_generations, 1), ("max_draws", max_draws, 1)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ValueError(f"{name}={value!r} must be an integer >= {low}")
+        if num_mutation + num_crossover > population_size:
+            raise ValueError(f"num_mutation + num_crossover = {num_mutation + num_crossover} must be <= "
+                             f"population_size={population_size}; lower them or raise population_size")
+        if not 0.0 <= mutation_prob <= 1.0:
+            raise ValueError(f"mutation_prob={mutation_prob!r} must be in [0, 1]")
+        if selection not in SELECTIONS:
+            raise ValueError(f"selection={selection!r} is unknown; use 'all' (top-k of everything evaluated, "
+                             "official SPOS) or 'generation' (top-k of the previous generation)")
+        if not isinstance(limit, (int, float)) or isinstance(limit, bool) or not 0 < limit < math.inf:
+            raise ValueError(f"{limit_name}={limit!r} must be a positive number")
+        self.limit, self.limit_name, self.selection, self.max_draws = float(limit), limit_name, selection, max_draws
+        self.population_size, self.topk, self.mutation_prob = population_size, topk, float(mutation_prob)
+        self.num_crossover, self.num_mutation, self.num_generations = num_crossover, num_mutation, num_generations
+        self.nas_space = create_space(space, **dict(space_args or {}))
+        self.input_size = int(input_size or self.nas_space.default_input_size)
+        self.labels = self.nas_space.labels
+        self._choices = [self.nas_space.choices()[label] for label in self.labels]
+        self._sizes = np.array([len(c) for c in self._choices])
+        log_dir = os.environ.get("NNI_LOG_DIRECTORY")  # <experiment dir>/log for NNI 3.0's dispatcher
+        self.output_dir = Path(output_dir) if output_dir else Path(log_dir).parent / "spos" if log_dir else None
+
+        self._fixed, self._per_label = self._decompose(self._setup_cost())
+        if self._per_label is not None:
+            minimum = self._fixed + sum(min(t.values()) for t in self._per_label)
+            if self.limit < minimum:
+                raise ValueError(f"{limit_name}={self.limit:g} is below the cheapest architecture of space "
+                                 f"{self.nas_space.name!r} at {self.input_size}px ({minimum:g} {self.cost_metric}); "
+                                 f"raise {limit_name} to at least {minimum:g}")
+        self.entries: dict[Key, _Entry] = {}
+        self.seen: set[Key] = set()  # dispatched, queued or imported: never proposed again
+        self.queue: deque[Key] = deque()  # candidates of the last generation not handed out yet
+        self.running: dict[int, Key] = {}
+        self.gens: list[_Generation] = []
+        self.next_write, self.n_done, self.n_ok = 0, 0, 0
+        self.best: _Entry | None = None
+
+    @property
+    def generation(self) -> int:
+        """Index of the last generation handed out (-1 before the first proposal)."""
+        return len(self.gens) - 1
+
+    # ------------------------------------------------------------------ cost
+    def _setup_cost(self) -> dict[str, float] | None:
+        """Hook: prepare the cost model; return ``cost unit -> cost`` when the cost is a sum over units."""
+        raise NotImplementedError
+
+    def _slow_cost(self, arch: dict[str, Any]) -> float:
+        """Hook: the cost of one architecture by the general route (any space)."""
+        raise NotImplementedError
+
+    def _decompose(self, unit_costs: dict[str, float] | None) -> tuple[float, list[dict[Any, float]] | None]:
+        """``(fixed, per-label costs)`` when the units are fixed ones plus one ``label=value`` per label (SPOS)."""
+        names = {f"{label}={v}": (i, v) for i, label in enumerate(self.labels) for v in self._choices[i]}
+        if unit_costs is None or any("=" in u and u not in names for u in unit_costs):
+            return 0.0, None
+        per_label: list[dict[Any, float]] = [{} for _ in self.labels]
+        for unit in names.keys() & unit_costs.keys():
+            per_label[names[unit][0]][names[unit][1]] = unit_costs[unit]
+        fixed = sum(c for u, c in unit_costs.items() if u not in names)
+        probe = self.nas_space.sample(np.random.default_rng(0))
+        if (any(len(t) != len(c) for t, c in zip(per_label, self._choices)) or not math.isclose(
+                fixed + sum(t[v] for t, v in zip(per_label, probe.values())), self._slow_cost(probe), rel_tol=1e-9)):
+            return 0.0, None
+        return fixed, per_label
+
+    def _cost(self, key: Key) -> float:
+        if self._per_label is None:
+            return self._slow_cost(dict(zip(self.labels, key)))
+        return self._fixed + sum(t[v] for t, v in zip(self._per_label, key))
+
+    # ------------------------------------------------------------ proposals
+    def _on_search_space(self) -> None:
+        assert self.space is not None
+        given = {p.name: list(p.args) if p.type == "choice" else None for p in self.space.parameters}
+        if given != dict(zip(self.labels, self._choices)):
+            raise ValueError(f"the experiment's search space does not match space {self.nas_space.name!r}; "
+                             f"export it with `nni-ext ss_gen {self.nas_space.name}`")
+
+    def _take(self, key: Key, out: list[Key]) -> bool:
+        """Append ``key`` (canonicalised) to ``out`` when it is new and under the limit."""
+        key = tuple(self.nas_space.canonicalize(dict(zip(self.labels, key))).values())
+        if key in self.seen or self._cost(key) > self.limit:
+            return False
+        self.seen.add(key)
+        out.append(key)
+        return True
+
+    def _draw(self) -> Key:
+        return tuple(c[i] for c, i in zip(self._choices, self.rng.integers(self._sizes)))
+
+    def _random(self, n: int) -> list[Key]:
+        """Up to ``n`` random feasible unseen architectures (``max_draws`` draws each)."""
+        out: list[Key] = []
+        while len(out) < n and any(self._take(self._draw(), out) for _ in range(self.max_draws)):
+            pass
+        return out
+
+    def _breed(self) -> list[Key]:
+        ranked = sorted((e for e in self.entries.values() if self._ok(e)), key=lambda e: (
+            self.selection == "generation" and e.generation != self.generation, -e.accuracy))
+        parents, n = [e.key for e in ranked[:self.topk]], len(self.labels)
+        mutants: list[Key] = []
+        crossed: list[Key] = []
+        for _ in range(10 * self.num_mutation if parents else 0):
+            if len(mutants) >= self.num_mutation:
+                break
+            parent, fresh = parents[int(self.rng.integers(len(parents)))], self._draw()
+            mask = self.rng.random(n) < self.mutation_prob
+            self._take(tuple(f if m else v for v, f, m in zip(parent, fresh, mask)), mutants)
+        for _ in range(10 * self.num_crossover if parents else 0):
+            if len(crossed) >= self.num_crossover:
+                break
+            i, j = self.rng.choice(len(parents), 2, replace=len(parents) < 2)
+            mask = self.rng.random(n) < 0.5
+            self._take(tuple(a if m else b for a, b, m in zip(parents[i], parents[j], mask)), crossed)
+        return mutants + crossed + self._random(self.population_size - len(mutants) - len(crossed))
+
+    def _refill(self) -> None:
+        if len(self.gens) >= self.num_generations:
+            raise NoMoreTrialError(f"all {self.num_generations} generations have been handed out")
+        last = self.gens[-1] if self.gens else None
+        if last and self.n_ok < self.topk and last.running and last.extras < self.population_size:
+            extra = self._random(1)  # too few results to breed from: keep the worker busy
+            if extra:
+                last.extras += 1
+                self.queue.extend(extra)
+                return
+        children = self._breed() if last else self._random(self.population_size)
+        if not children:
+            raise NoMoreTrialError(f"no unseen architecture under {self.limit_name}={self.limit:g} is left")
+        self.gens.append(_Generation())
+        self.queue.extend(children)
+        logger.info("SPOS evolution: handing out generation %d of %d (%d candidates, %d successful results so far)",
+                    self.generation, self.num_generations, len(children), self.n_ok)
+
+    def _ask(self, parameter_id: int) -> dict[str, Any]:
+        if not self.queue:
+            self._refill()
+        key = self.queue.popleft()
+        params = self.nas_space.validate(dict(zip(self.labels, key)))
+        self.entries[key] = _Entry(key, self._cost(key), self.generation)
+        self.running[parameter_id] = key
+        self.gens[-1].running += 1
+        self.gens[-1].members.append(key)
+        return params
+
+    # -------------------------------------------------------------- results
+    def receive_trial_result(self, parameter_id: int, parameters: Mapping[str, Any], value: Any,
+                             **kwargs: Any) -> None:
+        accuracy = normalize_metrics(value)["default"]
+        key = self.running.pop(parameter_id, None)
+        if key is not None:
+            self._finish(self.entries[key], accuracy)
+        else:  # a late result, a customized trial or one of a previous experiment
+            self._tell(dict(parameters), {"default": accuracy}, max(self.generation, 0))
+
+    def trial_end(self, parameter_id: int, success: bool, **kwargs: Any) -> None:
+        super().trial_end(parameter_id, success)
+        key = self.running.pop(parameter_id, None)
+        if key is not None:
+            logger.warning("SPOS evolution: trial %d ended without a final result; recorded as failed", parameter_id)
+            self._finish(self.entries[key], math.nan)
+
+    def _ok(self, e: _Entry) -> bool:
+        return e.done and math.isfinite(e.accuracy) and e.cost <= self.limit
+
+    def _set_result(self, entry: _Entry, accuracy: float) -> None:
+        if entry.done and math.isfinite(entry.accuracy):
+            return
+        entry.accuracy, self.n_done, entry.done = accuracy, self.n_done + (not entry.done), True
+        if self._ok(entry):
+            self.n_ok += 1
+            if self.best is None or entry.accuracy > self.best.accuracy:
+                self.best = entry
+                self._write_best()
+
+    def _finish(self, entry: _Entry, accuracy: float) -> None:
+        if not math.isfinite(accuracy):
+            logger.warning("SPOS evolution: a trial of generation %s failed (no finite 'default' metric)",
+                           entry.generation)
+        self._set_result(entry, accuracy)
+        self.gens[entry.generation].running -= 1  # type: ignore[index]
+        while (self.next_write <= self.generation and not self.gens[self.next_write].running
+               and (self.next_write < self.generation or not self.queue)):
+            self._write_generation(self.next_write)
+            self.next_write += 1
+
+    def _tell(self, parameters: dict[str, Any], metrics: dict[str, float], generation: int | None = None) -> None:
+        """Record a result this run did not dispatch (imported, late or customized)."""
+        try:
+            key = tuple(self.nas_space.validate(parameters).values())
+        except ArchitectureError as exc:
+            logger.warning("SPOS evolution: ignoring a result whose parameters do not fit the space: %s", exc)
+            return
+        if key not in self.entries:
+            self.entries[key] = _Entry(key, self._cost(key), generation)
+            self.seen.add(key)
+        self._set_result(self.entries[key], metrics["default"])
+
+    def import_data(self, data: list[dict[str, Any]]) -> None:
+        """Rebuild the archive and, on a fresh tuner, the generation counter from finished trials."""
+        fresh = self.generation < 0 and not self.entries
+        super().import_data(data)
+        known, last = self._generations_on_disk() if fresh else ({}, -1)
+        unknown = 0
+        for e in (e for e in self.entries.values() if e.generation is None):
+            if not fresh:
+                e.generation = max(self.generation, 0)
+            elif e.key in known:
+                e.generation = known[e.key]
+            else:  # not in a generation file: population_size results per generation after the last file
+                e.generation, unknown = last + 1 + unknown // self.population_size, unknown + 1
+        if fresh and self.entries:
+            count = 1 + max(last, *(e.generation for e in self.entries.values()))  # type: ignore[type-var]
+            self.gens = [_Generation([e.key for e in self.entries.values() if e.generation == g])
+                         for g in range(count)]
+            self.next_write = count
+            logger.info("SPOS evolution: resumed with %d imported trials; %d generation(s) already handed out",
+                        len(self.entries), count)
+
+    # ---------------------------------------------------------------- files
+    def _generations_on_disk(self) -> tuple[dict[Key, int], int]:
+        """``key -> generation`` from the generation files of ``output_dir``, and the last generation."""
+        known: dict[Key, int] = {}
+        last = -1
+        for path in sorted(self.output_dir.glob("generation_*.json")) if self.output_dir else []:
+            try:
+                data = json.loads(path.read_text())
+                for arch in data["members"]:
+                    known[tuple(self.nas_space.validate(arch["architecture"]).values())] = int(data["generation"])
+                last = max(last, int(data["generation"]))
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                logger.warning("SPOS evolution: cannot read %s (%s); ignoring it", path, exc)
+        return known, last
+
+    def _describe(self, e: _Entry) -> dict[str, Any]:
+        return {"architecture": dict(zip(self.labels, e.key)),
+                "accuracy": e.accuracy if math.isfinite(e.accuracy) else None,
+                self.cost_metric: e.cost, "generation": e.generation}
+
+    def _write_generation(self, g: int) -> None:
+        pool = [e for e in self.entries.values() if self._ok(e) and e.generation is not None
+                and (e.generation <= g if self.selection == "all" else e.generation == g)]
+        top = sorted(pool, key=lambda e: -e.accuracy)[:self.topk]
+        failed, best = self.n_done - self.n_ok, self.best
+        logger.info("SPOS evolution: generation %d of %d done, %d evaluated (%d failed), %s", g,
+                    self.num_generations, self.n_done, failed, "no successful trial yet" if best is None else
+                    f"best accuracy {best.accuracy:.6g} at {self.cost_metric} {best.cost:.6g}")
+        if self.output_dir is not None:
+            atomic_write_json(self.output_dir / f"generation_{g:03d}.json", {
+                "generation": g, "num_generations": self.num_generations, "selection": self.selection,
+                "limit": {self.cost_metric: self.limit}, "evaluated": self.n_done, "failed": failed,
+                "topk": [self._describe(e) for e in top],
+                "members": [self._describe(self.entries[k]) for k in self.gens[g].members]})
+
+    def _write_best(self) -> None:
+        if self.output_dir is not None and self.best is not None:
+            atomic_write_json(self.output_dir / "best_architecture.json", dict(zip(self.labels, self.best.key)))
+            atomic_write_json(self.output_dir / "best.json", {**self._describe(self.best), "evaluated": self.n_done,
+                                                              "limit": {self.cost_metric: self.limit}})
+
+
+@register_tuner("EvolutionWithFlops")
+class EvolutionWithFlops(SposEvolution):
+    """SPOS evolution under a FLOPs (multiply-accumulates) limit, costed by the space's lookup table.
+
+    Args:
+        flops_limit: candidates above it are never dispatched (SPOS: 330e6 at 224px).
+        **kwargs: ``space`` ("spos"), ``space_args``, ``input_size``, ``population_size`` (50), ``topk`` (10),
+            ``mutation_prob`` (0.1), ``num_crossover`` (25), ``num_mutation`` (25), ``num_generations`` (20),
+            ``selection`` (``all`` | ``generation``), ``max_draws`` (10000 random draws per candidate),
+            ``output_dir``, ``seed``; see :class:`SposEvolution`.
+
+    YAML::
+
+        tuner:
+          name: EvolutionWithFlops       # after `nni-ext register`
+          classArgs: {space: spos, flops_limit: 330.0e+6, population_size: 50, topk: 10, seed: 0}
+    """
+
+    cost_metric = "flops"
+
+    def __init__(self, *, flops_limit: float = 330e6, **kwargs: Any) -> None:
+        super().__init__(limit=flops_limit, limit_name="flops_limit", **kwargs)
+
+    def _setup_cost(self) -> dict[str, float]:
+        from ..cost import CostTable
+
+        self.cost_table = CostTable.cached(self.nas_space, self.input_size)
+        return {unit: float(flops) for unit, (flops, _) in self.cost_table.entries.items()}
+
+    def _slow_cost(self, arch: dict[str, Any]) -> float:
+        return float(self.cost_table.cost(arch).flops)
+
+
+@register_tuner("EvolutionWithLatency")
+class EvolutionWithLatency(SposEvolution):
+    """SPOS evolution under a latency limit (ms): summed from a per-layer table, or measured and cached.
+
+    Args:
+        latency_limit_ms: candidates predicted slower are never dispatched.
+        latency_table: per-layer table (``nni-ext cost build-latency-table``); without it every
+            candidate is built and timed once on ``measure_device`` (``measure_warmup``/``measure_repeats``).
+        **kwargs: as :class:`EvolutionWithFlops`.
+
+    YAML::
+
+        tuner:
+          name: EvolutionWithLatency
+          classArgs: {space: spos, latency_limit_ms: 20, latency_table: /data/spos_cpu.yaml, seed: 0}
+    """
+
+    cost_metric = "latency_ms"
+
+    def __init__(self, *, latency_limit_ms: float, latency_table: str | None = None, measure_device: str = "cpu",
+                 measure_warmup: int = 3, measure_repeats: int = 10, **kwargs: Any) -> None:
+        self.latency_table_path, self.measure_device = latency_table, measure_device
+        self.measure_warmup, self.measure_repeats = measure_warmup, measure_repeats
+        self._measured: dict[Key, float] = {}
+        super().__init__(limit=latency_limit_ms, limit_name="latency_limit_ms", **kwargs)
+
+    def _setup_cost(self) -> dict[str, float] | None:
+        from ..cost import LatencyTable
+
+        self.table = LatencyTable.load(self.latency_table_path) if self.latency_table_path else None
+        if self.table is None:
+            return None
+        return {unit: self.table.mean(key) for key, unit in self.nas_space.all_latency_keys(self.input_size).items()}
+
+    def _slow_cost(self, arch: dict[str, Any]) -> float:
+        if self.table is not None:
+            return self.table.predict(self.nas_space.latency_keys(arch, self.input_size))
+        key = tuple(arch.values())
+        if key not in self._measured:
+            from ..cost import measure_latency
+
+            self._measured[key] = measure_latency(self.nas_space.build(arch), self.input_size,
+                                                  device=self.measure_device, warmup=self.measure_warmup,
+                                                  repeats=self.measure_repeats).median_ms
+        return self._measured[key]
