@@ -1,16 +1,12 @@
 """Real nnictl experiments on localhost: a registered tuner name and a className path both run and stop cleanly."""
 from __future__ import annotations
 
-import json
-import socket
-import subprocess
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 
+from nni_ext import experiment
 from nni_ext.cost import CostTable
 from nni_ext.spaces import create_space
 
@@ -20,56 +16,28 @@ TRIALS = 4
 FLOPS_LIMIT = 310e6
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _get(port: int, path: str):
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/nni/{path}", timeout=10) as resp:
-        return json.loads(resp.read())
-
-
-def _run_experiment(tmp_path: Path, tuner: dict) -> list[dict]:
+def _run_experiment(tmp_path: Path, tuner: dict) -> list[experiment.Trial]:
     config = yaml.safe_load((REPO / "configs" / "spos_cost_random.yml").read_text())
     config.update(searchSpaceFile=str(REPO / "search_spaces" / "spos.json"), trialCodeDirectory=str(tmp_path),
                   experimentWorkingDirectory=str(tmp_path / "experiments"), maxTrialNumber=TRIALS, tuner=tuner)
     (tmp_path / "config.yml").write_text(yaml.safe_dump(config))
-    port = _free_port()
-    create = subprocess.run(["nnictl", "create", "--config", str(tmp_path / "config.yml"), "--port", str(port)],
-                            env=venv_env(), capture_output=True, text=True, timeout=120)
-    assert create.returncode == 0, create.stdout + create.stderr
+    exp = experiment.create(tmp_path / "config.yml")
     try:
-        deadline = time.time() + 240
-        status = None
-        while time.time() < deadline:
-            status = _get(port, "check-status")["status"]
-            if status in ("DONE", "ERROR", "STOPPED"):
-                break
-            time.sleep(2)
-        jobs = _get(port, "trial-jobs")
-        assert status == "DONE", (status, _get(port, "check-status"), jobs)
-        return jobs
+        assert exp.wait(timeout=240) == "DONE", exp.status()
+        assert exp.directory == tmp_path / "experiments" / exp.id
+        return exp.trials()
     finally:
-        stop = subprocess.run(["nnictl", "stop", "--port", str(port)], env=venv_env(), capture_output=True,
-                              text=True, timeout=120)
-        assert stop.returncode == 0, stop.stdout + stop.stderr
+        exp.stop()
 
 
-def _check_trials(jobs: list[dict]) -> None:
-    assert len(jobs) == TRIALS
+def _check_trials(trials: list[experiment.Trial]) -> None:
+    assert len(trials) == TRIALS
     table = CostTable.cached(create_space("spos"), 224)
-    # NNI 3.0's local service may start a trial with another job's parameters (microsoft/nni#5726), so
-    # results are matched to parameters by the parameter id each trial reports, as the dispatcher does
-    issued = {str(p["parameter_id"]): p["parameters"] for p in (json.loads(j["hyperParameters"][0]) for j in jobs)}
-    assert len(issued) == TRIALS
-    for job in jobs:
-        assert job["status"] == "SUCCEEDED", job
-        final = job["finalMetricData"][0]
-        metrics = json.loads(json.loads(final["data"]))
-        assert metrics["flops"] == table.cost(issued[final["parameterId"]]).flops <= FLOPS_LIMIT, job
-        assert metrics["default"] == pytest.approx(metrics["flops"] / 1e6)
+    assert len({t.parameter_id for t in trials}) == TRIALS
+    for trial in trials:
+        assert trial.status == "SUCCEEDED", trial
+        assert trial.metrics["flops"] == table.cost(trial.parameters).flops <= FLOPS_LIMIT, trial
+        assert trial.metrics["default"] == pytest.approx(trial.metrics["flops"] / 1e6)
 
 
 @pytest.mark.timeout(600)

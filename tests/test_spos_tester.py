@@ -81,13 +81,13 @@ def test_tester_bad_input_is_one_line(supernet_ckpt: Path, digits_root: Path, tm
         '["shufflenet_3x3", "shufflenet_5x5", "shufflenet_7x7", "xception_3x3"]']
     # a checkpoint whose weights do not fit the space it names (another width)
     (tmp_path / "arch.json").write_text(json.dumps(create_space("spos-digits").official_architecture()))
-    wide, narrow = create_space("spos-digits", stem_channels=16), create_space("spos-digits")
+    wide, narrow = create_space("spos-digits", stem_channels=12), create_space("spos-digits")
     save_checkpoint(tmp_path / "mismatch.pth", model=ShuffleNetV2Supernet(wide), space=narrow, kind="spos_supernet")
     proc = run_cli_module("--checkpoint", str(tmp_path / "mismatch.pth"), "--data", str(digits_root), "--arch",
                           str(tmp_path / "arch.json"))
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1
-    assert "does not fit this network" in lines[0] and "stem.0.weight (16, 3, 3, 3) vs (8, 3, 3, 3)" in lines[0]
+    assert "does not fit this network" in lines[0] and "stem.0.weight (12, 3, 3, 3) vs (8, 3, 3, 3)" in lines[0]
     proc = run_cli_module("--checkpoint", str(tmp_path / "arch.json"), "--data", str(digits_root))
     assert proc.returncode == 2 and "cannot read checkpoint" in proc.stderr
 

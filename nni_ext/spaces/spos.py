@@ -133,6 +133,10 @@ class SposShuffleNetV2Space(SearchSpace):
                          stage_channels=list(stage_channels), stem_channels=stem_channels,
                          last_channels=last_channels, dropout=dropout, affine=affine, input_size=input_size)
         self.default_input_size = input_size  # type: ignore[misc]
+        widths = [stem_channels, *stage_channels]
+        if any(b <= a for a, b in zip(widths, widths[1:])):
+            raise ValueError(f"channels must grow from stage to stage (stem {stem_channels}, stages "
+                             f"{list(stage_channels)}): a strided block outputs its input plus new channels")
         specs: list[tuple[int, int, int]] = []
         cin = stem_channels
         for repeats, cout in zip(stage_repeats, stage_channels):

@@ -23,7 +23,6 @@ from ..errors import ArchitectureError
 from .base import BaseTuner, normalize_metrics, register_tuner
 
 logger = logging.getLogger(__name__)
-SELECTIONS = ("all", "generation")
 Key = tuple  # one value per label, in the space's label order
 
 
@@ -50,25 +49,23 @@ class _Generation:
 class SposEvolution(BaseTuner):
     """SPOS evolution under a cost limit; subclasses give the cost (:meth:`_setup_cost`, :meth:`_slow_cost`).
 
-    Generation 0 is ``population_size`` random feasible architectures. Each next generation has
-    ``num_mutation`` mutants (each layer resampled with probability ``mutation_prob``) and
-    ``num_crossover`` uniform crossovers of the ``topk`` parents, topped up with random ones;
-    every child is under the limit and new to the whole run (``10x`` the needed tries, as the
-    official code). Parents are the top-k over everything evaluated (``selection: all``, the
-    official elitist search) or of the previous generation first (``selection: generation``).
+    Generation 0 is ``population_size`` random feasible architectures; each next one has ``num_mutation``
+    mutants (each layer resampled with probability ``mutation_prob``) and ``num_crossover`` uniform
+    crossovers of the ``topk`` parents, topped up with random ones. Every child is under the limit and
+    new to the whole run. Parents are the top-k of everything evaluated (``selection: all``, the official
+    elitist search) or of the previous generation first (``selection: generation``, NNI's old behaviour).
 
-    Asynchronous dispatch: candidates of the current generation are handed out from a queue; when
-    it is empty while trials of that generation still run, the next generation is bred from the
-    results available so far if at least ``topk`` trials succeeded, otherwise an extra random
-    feasible candidate (at most ``population_size`` per generation) keeps the worker busy. After
-    ``num_generations`` generations ``nni.NoMoreTrialError`` ends the experiment normally.
+    Asynchronous dispatch: candidates of the current generation are handed out from a queue; when it is
+    empty while trials of that generation still run, the next generation is bred from the results available
+    so far if at least ``topk`` trials succeeded, else an extra random feasible candidate (at most
+    ``population_size`` per generation) keeps the worker busy. After ``num_generations`` generations
+    ``nni.NoMoreTrialError`` ends the experiment normally. A NaN/missing ``default`` metric or a trial
+    ending without a result counts as failed.
 
-    Files (atomic) in ``output_dir`` (default ``<experiment dir>/spos``, from ``NNI_LOG_DIRECTORY``;
-    nothing is written without either): ``generation_NNN.json`` once all of generation NNN's trials
-    ended, ``best_architecture.json`` (plain ``{label: value}``) and ``best.json``. A NaN or missing
-    ``default`` metric, or a trial ending without a result, counts as failed. ``import_data``
-    (``nnictl resume``) rebuilds the archive and the generation counter (from the generation files
-    when present, else ``population_size`` results per generation).
+    Files (atomic) in ``output_dir`` (default ``<experiment dir>/spos``; none without either):
+    ``generation_NNN.json`` once all of its trials ended, ``best_architecture.json`` (plain ``{label: value}``)
+    and ``best.json``. ``import_data`` (``nnictl resume``) rebuilds the archive and the generation counter
+    (from the generation files when present, else ``population_size`` results per generation).
     """
 
     cost_metric: ClassVar[str] = "cost"
@@ -80,7 +77,6 @@ class SposEvolution(BaseTuner):
                  output_dir: str | None = None, seed: int | None = None) -> None:
         super().__init__(seed=seed)
         from ..spaces import create_space
-
         for name, value, low in (("population_size", population_size, 1), ("topk", topk, 1),
                                  ("num_crossover", num_crossover, 0), ("num_mutation", num_mutation, 0),
                                  ("num_generations", num_generations, 1), ("max_draws", max_draws, 1)):
@@ -91,7 +87,7 @@ class SposEvolution(BaseTuner):
                              f"population_size={population_size}; lower them or raise population_size")
         if not 0.0 <= mutation_prob <= 1.0:
             raise ValueError(f"mutation_prob={mutation_prob!r} must be in [0, 1]")
-        if selection not in SELECTIONS:
+        if selection not in ("all", "generation"):
             raise ValueError(f"selection={selection!r} is unknown; use 'all' (top-k of everything evaluated, "
                              "official SPOS) or 'generation' (top-k of the previous generation)")
         if not isinstance(limit, (int, float)) or isinstance(limit, bool) or not 0 < limit < math.inf:
@@ -99,35 +95,28 @@ class SposEvolution(BaseTuner):
         self.limit, self.limit_name, self.selection, self.max_draws = float(limit), limit_name, selection, max_draws
         self.population_size, self.topk, self.mutation_prob = population_size, topk, float(mutation_prob)
         self.num_crossover, self.num_mutation, self.num_generations = num_crossover, num_mutation, num_generations
-        self.nas_space = create_space(space, **dict(space_args or {}))
+        self.space_name, self.nas_space = space, create_space(space, **dict(space_args or {}))
         self.input_size = int(input_size or self.nas_space.default_input_size)
         self.labels = self.nas_space.labels
         self._choices = [self.nas_space.choices()[label] for label in self.labels]
         self._sizes = np.array([len(c) for c in self._choices])
         log_dir = os.environ.get("NNI_LOG_DIRECTORY")  # <experiment dir>/log for NNI 3.0's dispatcher
         self.output_dir = Path(output_dir) if output_dir else Path(log_dir).parent / "spos" if log_dir else None
-
         self._fixed, self._per_label = self._decompose(self._setup_cost())
         if self._per_label is not None:
             minimum = self._fixed + sum(min(t.values()) for t in self._per_label)
             if self.limit < minimum:
-                raise ValueError(f"{limit_name}={self.limit:g} is below the cheapest architecture of space "
-                                 f"{self.nas_space.name!r} at {self.input_size}px ({minimum:g} {self.cost_metric}); "
-                                 f"raise {limit_name} to at least {minimum:g}")
+                raise ValueError(f"{limit_name}={self.limit:.10g} is below the cheapest architecture of space "
+                                 f"{self.space_name!r} at {self.input_size}px ({minimum:.10g} {self.cost_metric}); "
+                                 f"raise {limit_name} to at least {minimum:.10g}")
         self.entries: dict[Key, _Entry] = {}
         self.seen: set[Key] = set()  # dispatched, queued or imported: never proposed again
         self.queue: deque[Key] = deque()  # candidates of the last generation not handed out yet
         self.running: dict[int, Key] = {}
-        self.gens: list[_Generation] = []
-        self.next_write, self.n_done, self.n_ok = 0, 0, 0
+        self.gens: list[_Generation] = []  # handed out so far; ``generation`` is the last one's index
+        self.generation, self.next_write, self.n_done, self.n_ok = -1, 0, 0, 0
         self.best: _Entry | None = None
 
-    @property
-    def generation(self) -> int:
-        """Index of the last generation handed out (-1 before the first proposal)."""
-        return len(self.gens) - 1
-
-    # ------------------------------------------------------------------ cost
     def _setup_cost(self) -> dict[str, float] | None:
         """Hook: prepare the cost model; return ``cost unit -> cost`` when the cost is a sum over units."""
         raise NotImplementedError
@@ -138,16 +127,13 @@ class SposEvolution(BaseTuner):
 
     def _decompose(self, unit_costs: dict[str, float] | None) -> tuple[float, list[dict[Any, float]] | None]:
         """``(fixed, per-label costs)`` when the units are fixed ones plus one ``label=value`` per label (SPOS)."""
-        names = {f"{label}={v}": (i, v) for i, label in enumerate(self.labels) for v in self._choices[i]}
-        if unit_costs is None or any("=" in u and u not in names for u in unit_costs):
+        if unit_costs is None or any(f"{label}={v}" not in unit_costs for label, c in zip(self.labels, self._choices)
+                                     for v in c):
             return 0.0, None
-        per_label: list[dict[Any, float]] = [{} for _ in self.labels]
-        for unit in names.keys() & unit_costs.keys():
-            per_label[names[unit][0]][names[unit][1]] = unit_costs[unit]
-        fixed = sum(c for u, c in unit_costs.items() if u not in names)
-        probe = self.nas_space.sample(np.random.default_rng(0))
-        if (any(len(t) != len(c) for t, c in zip(per_label, self._choices)) or not math.isclose(
-                fixed + sum(t[v] for t, v in zip(per_label, probe.values())), self._slow_cost(probe), rel_tol=1e-9)):
+        per_label = [{v: unit_costs[f"{label}={v}"] for v in c} for label, c in zip(self.labels, self._choices)]
+        fixed = sum(c for u, c in unit_costs.items() if "=" not in u)
+        probe = self.nas_space.sample(np.random.default_rng(0))  # check the decomposition on one architecture
+        if not math.isclose(fixed + sum(t[v] for t, v in zip(per_label, probe.values())), self._slow_cost(probe)):
             return 0.0, None
         return fixed, per_label
 
@@ -161,8 +147,8 @@ class SposEvolution(BaseTuner):
         assert self.space is not None
         given = {p.name: list(p.args) if p.type == "choice" else None for p in self.space.parameters}
         if given != dict(zip(self.labels, self._choices)):
-            raise ValueError(f"the experiment's search space does not match space {self.nas_space.name!r}; "
-                             f"export it with `nni-ext ss_gen {self.nas_space.name}`")
+            raise ValueError(f"the experiment's search space does not match space {self.space_name!r}; "
+                             f"export it with `nni-ext ss_gen {self.space_name}`")
 
     def _take(self, key: Key, out: list[Key]) -> bool:
         """Append ``key`` (canonicalised) to ``out`` when it is new and under the limit."""
@@ -187,36 +173,38 @@ class SposEvolution(BaseTuner):
         ranked = sorted((e for e in self.entries.values() if self._ok(e)), key=lambda e: (
             self.selection == "generation" and e.generation != self.generation, -e.accuracy))
         parents, n = [e.key for e in ranked[:self.topk]], len(self.labels)
-        mutants: list[Key] = []
-        crossed: list[Key] = []
-        for _ in range(10 * self.num_mutation if parents else 0):
-            if len(mutants) >= self.num_mutation:
-                break
+
+        def mutant() -> Key:
             parent, fresh = parents[int(self.rng.integers(len(parents)))], self._draw()
-            mask = self.rng.random(n) < self.mutation_prob
-            self._take(tuple(f if m else v for v, f, m in zip(parent, fresh, mask)), mutants)
-        for _ in range(10 * self.num_crossover if parents else 0):
-            if len(crossed) >= self.num_crossover:
-                break
+            return tuple(f if m else v for v, f, m in zip(parent, fresh, self.rng.random(n) < self.mutation_prob))
+
+        def crossover() -> Key:
             i, j = self.rng.choice(len(parents), 2, replace=len(parents) < 2)
-            mask = self.rng.random(n) < 0.5
-            self._take(tuple(a if m else b for a, b, m in zip(parents[i], parents[j], mask)), crossed)
-        return mutants + crossed + self._random(self.population_size - len(mutants) - len(crossed))
+            return tuple(a if m else b for a, b, m in zip(parents[i], parents[j], self.rng.random(n) < 0.5))
+
+        children: list[Key] = []
+        for make, count in ((mutant, self.num_mutation), (crossover, self.num_crossover)):
+            target = len(children) + count
+            for _ in range(10 * count if parents else 0):  # the official code tries 10x the needed count
+                if len(children) >= target:
+                    break
+                self._take(make(), children)
+        return children + self._random(self.population_size - len(children))
 
     def _refill(self) -> None:
         if len(self.gens) >= self.num_generations:
             raise NoMoreTrialError(f"all {self.num_generations} generations have been handed out")
         last = self.gens[-1] if self.gens else None
         if last and self.n_ok < self.topk and last.running and last.extras < self.population_size:
-            extra = self._random(1)  # too few results to breed from: keep the worker busy
-            if extra:
-                last.extras += 1
-                self.queue.extend(extra)
+            self.queue.extend(self._random(1))  # too few results to breed from: keep the worker busy
+            last.extras += 1
+            if self.queue:
                 return
         children = self._breed() if last else self._random(self.population_size)
         if not children:
             raise NoMoreTrialError(f"no unseen architecture under {self.limit_name}={self.limit:g} is left")
         self.gens.append(_Generation())
+        self.generation = len(self.gens) - 1
         self.queue.extend(children)
         logger.info("SPOS evolution: handing out generation %d of %d (%d candidates, %d successful results so far)",
                     self.generation, self.num_generations, len(children), self.n_ok)
@@ -225,12 +213,10 @@ class SposEvolution(BaseTuner):
         if not self.queue:
             self._refill()
         key = self.queue.popleft()
-        params = self.nas_space.validate(dict(zip(self.labels, key)))
-        self.entries[key] = _Entry(key, self._cost(key), self.generation)
-        self.running[parameter_id] = key
+        self.entries[key], self.running[parameter_id] = _Entry(key, self._cost(key), self.generation), key
         self.gens[-1].running += 1
         self.gens[-1].members.append(key)
-        return params
+        return self.nas_space.validate(dict(zip(self.labels, key)))
 
     # -------------------------------------------------------------- results
     def receive_trial_result(self, parameter_id: int, parameters: Mapping[str, Any], value: Any,
@@ -240,7 +226,7 @@ class SposEvolution(BaseTuner):
         if key is not None:
             self._finish(self.entries[key], accuracy)
         else:  # a late result, a customized trial or one of a previous experiment
-            self._tell(dict(parameters), {"default": accuracy}, max(self.generation, 0))
+            self._tell(dict(parameters), {"default": accuracy})
 
     def trial_end(self, parameter_id: int, success: bool, **kwargs: Any) -> None:
         super().trial_end(parameter_id, success)
@@ -249,7 +235,7 @@ class SposEvolution(BaseTuner):
             logger.warning("SPOS evolution: trial %d ended without a final result; recorded as failed", parameter_id)
             self._finish(self.entries[key], math.nan)
 
-    def _ok(self, e: _Entry) -> bool:
+    def _ok(self, e: _Entry) -> bool:  # a successful result under the limit
         return e.done and math.isfinite(e.accuracy) and e.cost <= self.limit
 
     def _set_result(self, entry: _Entry, accuracy: float) -> None:
@@ -273,7 +259,7 @@ class SposEvolution(BaseTuner):
             self._write_generation(self.next_write)
             self.next_write += 1
 
-    def _tell(self, parameters: dict[str, Any], metrics: dict[str, float], generation: int | None = None) -> None:
+    def _tell(self, parameters: dict[str, Any], metrics: dict[str, float]) -> None:
         """Record a result this run did not dispatch (imported, late or customized)."""
         try:
             key = tuple(self.nas_space.validate(parameters).values())
@@ -281,46 +267,37 @@ class SposEvolution(BaseTuner):
             logger.warning("SPOS evolution: ignoring a result whose parameters do not fit the space: %s", exc)
             return
         if key not in self.entries:
-            self.entries[key] = _Entry(key, self._cost(key), generation)
+            self.entries[key] = _Entry(key, self._cost(key), self.generation if self.gens else None)
             self.seen.add(key)
         self._set_result(self.entries[key], metrics["default"])
 
     def import_data(self, data: list[dict[str, Any]]) -> None:
-        """Rebuild the archive and, on a fresh tuner, the generation counter from finished trials."""
+        """Rebuild the archive and, on a fresh tuner, the generation counter (generation files first)."""
         fresh = self.generation < 0 and not self.entries
         super().import_data(data)
-        known, last = self._generations_on_disk() if fresh else ({}, -1)
-        unknown = 0
-        for e in (e for e in self.entries.values() if e.generation is None):
-            if not fresh:
-                e.generation = max(self.generation, 0)
-            elif e.key in known:
-                e.generation = known[e.key]
-            else:  # not in a generation file: population_size results per generation after the last file
-                e.generation, unknown = last + 1 + unknown // self.population_size, unknown + 1
-        if fresh and self.entries:
-            count = 1 + max(last, *(e.generation for e in self.entries.values()))  # type: ignore[type-var]
-            self.gens = [_Generation([e.key for e in self.entries.values() if e.generation == g])
-                         for g in range(count)]
-            self.next_write = count
-            logger.info("SPOS evolution: resumed with %d imported trials; %d generation(s) already handed out",
-                        len(self.entries), count)
-
-    # ---------------------------------------------------------------- files
-    def _generations_on_disk(self) -> tuple[dict[Key, int], int]:
-        """``key -> generation`` from the generation files of ``output_dir``, and the last generation."""
+        if not fresh:  # imported into a running search: _tell tagged them with the current generation
+            return
         known: dict[Key, int] = {}
         last = -1
         for path in sorted(self.output_dir.glob("generation_*.json")) if self.output_dir else []:
             try:
-                data = json.loads(path.read_text())
-                for arch in data["members"]:
-                    known[tuple(self.nas_space.validate(arch["architecture"]).values())] = int(data["generation"])
-                last = max(last, int(data["generation"]))
+                info = json.loads(path.read_text())
+                for arch in info["members"]:
+                    known[tuple(self.nas_space.validate(arch["architecture"]).values())] = int(info["generation"])
+                last = max(last, int(info["generation"]))
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 logger.warning("SPOS evolution: cannot read %s (%s); ignoring it", path, exc)
-        return known, last
+        unknown = 0
+        for e in self.entries.values():  # not in a generation file: population_size per generation after them
+            e.generation = known.get(e.key, last + 1 + unknown // self.population_size)
+            unknown += e.key not in known
+        count = 1 + max([last, *(e.generation for e in self.entries.values())])  # type: ignore[list-item]
+        self.gens = [_Generation([e.key for e in self.entries.values() if e.generation == g]) for g in range(count)]
+        self.generation, self.next_write = count - 1, count
+        logger.info("SPOS evolution: resumed with %d imported trials; %d generation(s) already handed out",
+                    len(self.entries), count)
 
+    # ---------------------------------------------------------------- files
     def _describe(self, e: _Entry) -> dict[str, Any]:
         return {"architecture": dict(zip(self.labels, e.key)),
                 "accuracy": e.accuracy if math.isfinite(e.accuracy) else None,
@@ -344,7 +321,7 @@ class SposEvolution(BaseTuner):
     def _write_best(self) -> None:
         if self.output_dir is not None and self.best is not None:
             atomic_write_json(self.output_dir / "best_architecture.json", dict(zip(self.labels, self.best.key)))
-            atomic_write_json(self.output_dir / "best.json", {**self._describe(self.best), "evaluated": self.n_done,
+            atomic_write_json(self.output_dir / "best.json", {**self._describe(self.best), "found_after": self.n_done,
                                                               "limit": {self.cost_metric: self.limit}})
 
 
@@ -373,7 +350,6 @@ class EvolutionWithFlops(SposEvolution):
 
     def _setup_cost(self) -> dict[str, float]:
         from ..cost import CostTable
-
         self.cost_table = CostTable.cached(self.nas_space, self.input_size)
         return {unit: float(flops) for unit, (flops, _) in self.cost_table.entries.items()}
 
@@ -402,18 +378,15 @@ class EvolutionWithLatency(SposEvolution):
 
     def __init__(self, *, latency_limit_ms: float, latency_table: str | None = None, measure_device: str = "cpu",
                  measure_warmup: int = 3, measure_repeats: int = 10, **kwargs: Any) -> None:
-        self.latency_table_path, self.measure_device = latency_table, measure_device
+        self.latency_table_path, self.measure_device, self._measured = latency_table, measure_device, {}
         self.measure_warmup, self.measure_repeats = measure_warmup, measure_repeats
-        self._measured: dict[Key, float] = {}
         super().__init__(limit=latency_limit_ms, limit_name="latency_limit_ms", **kwargs)
 
     def _setup_cost(self) -> dict[str, float] | None:
         from ..cost import LatencyTable
-
         self.table = LatencyTable.load(self.latency_table_path) if self.latency_table_path else None
-        if self.table is None:
-            return None
-        return {unit: self.table.mean(key) for key, unit in self.nas_space.all_latency_keys(self.input_size).items()}
+        keys = self.nas_space.all_latency_keys(self.input_size) if self.table is not None else {}
+        return {unit: self.table.mean(key) for key, unit in keys.items()} if self.table is not None else None
 
     def _slow_cost(self, arch: dict[str, Any]) -> float:
         if self.table is not None:
@@ -421,7 +394,6 @@ class EvolutionWithLatency(SposEvolution):
         key = tuple(arch.values())
         if key not in self._measured:
             from ..cost import measure_latency
-
             self._measured[key] = measure_latency(self.nas_space.build(arch), self.input_size,
                                                   device=self.measure_device, warmup=self.measure_warmup,
                                                   repeats=self.measure_repeats).median_ms

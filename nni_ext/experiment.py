@@ -1,0 +1,152 @@
+"""Drive nnictl experiments from Python: create, wait with progress, read trials, stop, resume.
+
+Used by ``nni-ext quickstart`` and the end-to-end tests. Trials are joined to the parameters
+they really ran through the parameter id each trial reports, because NNI 3.0's local training
+service can start a trial with another trial's parameters (microsoft/nni#5726).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import NniExtError
+
+TERMINAL = ("DONE", "ERROR", "STOPPED")
+
+
+def free_port() -> int:
+    """A free TCP port on localhost."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def nnictl(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    """Run this environment's ``nnictl`` (next to the running interpreter) and capture its output."""
+    exe = Path(sys.executable).with_name("nnictl")
+    env = dict(os.environ, PATH=f"{exe.parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    return subprocess.run([str(exe) if exe.exists() else "nnictl", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+@dataclass
+class Trial:
+    """One finished or running trial, with the parameters it really ran."""
+
+    trial_id: str
+    status: str
+    parameter_id: str | None
+    parameters: dict[str, Any] | None
+    metrics: dict[str, Any] | None
+
+
+@dataclass
+class Experiment:
+    """A running (or stopped) nnictl experiment on localhost."""
+
+    id: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def rest(self, path: str) -> Any:
+        with urllib.request.urlopen(f"{self.url}/api/v1/nni/{path}", timeout=10) as resp:
+            return json.loads(resp.read())
+
+    def status(self) -> dict[str, Any]:
+        return self.rest("check-status")
+
+    @property
+    def directory(self) -> Path:
+        params = self.rest("experiment")["params"]
+        root = params.get("experimentWorkingDirectory") or Path.home() / "nni-experiments"
+        return Path(root).expanduser() / self.id
+
+    def trials(self) -> list[Trial]:
+        jobs = self.rest("trial-jobs")
+        issued: dict[str, dict[str, Any]] = {}
+        for job in jobs:
+            for text in job.get("hyperParameters", []):
+                record = json.loads(text)
+                issued[str(record["parameter_id"])] = record["parameters"]
+        out = []
+        for job in jobs:
+            finals = job.get("finalMetricData") or []
+            pid = str(finals[0]["parameterId"]) if finals else None
+            metrics = None
+            if finals:
+                value = json.loads(finals[0]["data"])
+                metrics = json.loads(value) if isinstance(value, str) else value
+                if not isinstance(metrics, dict):
+                    metrics = {"default": metrics}
+            out.append(Trial(job["trialJobId"], job["status"], pid, issued.get(pid) if pid else None, metrics))
+        return out
+
+    def wait(self, *, timeout: float = 3600, poll: float = 2.0,
+             progress: Callable[["Experiment", dict[str, Any]], None] | None = None) -> str:
+        """Poll until the experiment is DONE/ERROR/STOPPED; returns that status."""
+        deadline = time.time() + timeout
+        while True:
+            status = self.status()
+            if progress:
+                progress(self, status)
+            if status["status"] in TERMINAL:
+                return status["status"]
+            if time.time() > deadline:
+                raise NniExtError(f"experiment {self.id} still {status['status']} after {timeout:g}s; "
+                                  f"see {self.url} or `nnictl stop {self.id}`")
+            time.sleep(poll)
+
+    def stop(self) -> None:
+        proc = nnictl("stop", self.id)
+        if proc.returncode != 0:
+            raise NniExtError(f"nnictl stop {self.id} failed: {proc.stderr.strip() or proc.stdout.strip()}")
+
+
+def _wait_for_rest(exp: Experiment, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while True:
+        try:
+            exp.status()
+            return
+        except (urllib.error.URLError, ConnectionError, OSError):
+            if time.time() > deadline:
+                raise NniExtError(f"NNI manager of experiment {exp.id} did not answer on port {exp.port}") from None
+            time.sleep(0.5)
+
+
+def create(config: str | os.PathLike, *, port: int | None = None) -> Experiment:
+    """``nnictl create --config CONFIG --port PORT``; returns the experiment once its REST API answers."""
+    port = port or free_port()
+    proc = nnictl("create", "--config", str(config), "--port", str(port))
+    text = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout + proc.stderr)
+    match = re.search(r"Experiment ID: (\w+)", text)
+    if proc.returncode != 0 or not match:
+        lines = [ln for ln in text.splitlines() if "pkg_resources" not in ln and ln.strip()]
+        raise NniExtError(f"nnictl create failed: {lines[-1] if lines else 'no output'}")
+    exp = Experiment(match.group(1), port)
+    _wait_for_rest(exp)
+    return exp
+
+
+def resume(experiment_id: str, *, port: int | None = None) -> Experiment:
+    """``nnictl resume ID --port PORT``."""
+    port = port or free_port()
+    proc = nnictl("resume", experiment_id, "--port", str(port))
+    if proc.returncode != 0:
+        raise NniExtError(f"nnictl resume {experiment_id} failed: {proc.stderr.strip() or proc.stdout.strip()}")
+    exp = Experiment(experiment_id, port)
+    _wait_for_rest(exp)
+    return exp
