@@ -135,7 +135,7 @@ def create(config: str | os.PathLike, *, port: int | None = None) -> Experiment:
     match = re.search(r"Experiment ID: (\w+)", text)
     if proc.returncode != 0 or not match:
         lines = [ln for ln in text.splitlines() if "pkg_resources" not in ln and ln.strip()]
-        raise NniExtError(f"nnictl create failed: {lines[-1] if lines else 'no output'}")
+        raise NniExtError(f"nnictl create --config {config} failed: {' / '.join(lines[-2:]) or 'no output'}")
     exp = Experiment(match.group(1), port)
     _wait_for_rest(exp)
     return exp

@@ -45,8 +45,9 @@ def test_registered_tuner_runs_in_nnictl(tmp_path: Path) -> None:
     proc = run_cli("register")
     assert proc.returncode == 0 and "registered tuner ConstrainedRandom" in proc.stdout, proc.stderr
     registered = yaml.safe_load((Path(venv_env()["NNI_CONFIG_DIR"]) / "registered_algorithms.yml").read_text())
-    assert {"builtinName": "ConstrainedRandom", "className": "nni_ext.tuners.ConstrainedRandomTuner"}.items() <= \
-        registered["tuners"][0].items()
+    entries = {t["builtinName"]: t["className"] for t in registered["tuners"]}
+    assert entries["ConstrainedRandom"] == "nni_ext.tuners.ConstrainedRandomTuner"
+    assert entries["EvolutionWithFlops"] == "nni_ext.tuners.EvolutionWithFlops"
     tuner = {"name": "ConstrainedRandom",
              "classArgs": {"space": "spos", "constraints": {"flops": f"<= {FLOPS_LIMIT:g}"}, "seed": 1}}
     _check_trials(_run_experiment(tmp_path, tuner))

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import math
 import pickle
+import shutil
+from collections import deque
 from pathlib import Path
 from typing import Any, Callable
 
@@ -85,7 +87,7 @@ def test_full_asynchronous_run_respects_limit_never_repeats_and_writes_files(tmp
     assert ended and tuner.generation == 3
     assert all(SPACE.validate(p) == p and all(isinstance(v, str) for v in p.values()) for p in proposals)
     assert max(table.cost(p).flops for p in proposals) <= LIMIT
-    assert len({key(p) for p in proposals}) == len(proposals) >= 48
+    assert len({key(p) for p in proposals}) == len(proposals) == 4 * 12  # extras are taken off the next generation
     with pytest.raises(NoMoreTrialError):  # and stays ended
         tuner.generate_parameters(10_000)
 
@@ -109,7 +111,7 @@ def test_full_asynchronous_run_respects_limit_never_repeats_and_writes_files(tmp
 
 def test_generation_selection_also_terminates_without_repeats() -> None:
     proposals, ended = drive(make(selection="generation", seed=3), concurrency=5)
-    assert ended and len({key(p) for p in proposals}) == len(proposals) >= 48
+    assert ended and len({key(p) for p in proposals}) == len(proposals) == 48
 
 
 def test_extra_random_candidates_while_too_few_results_and_files_wait_for_the_generation(tmp_path: Path) -> None:
@@ -123,8 +125,9 @@ def test_extra_random_candidates_while_too_few_results_and_files_wait_for_the_ge
     assert not (tmp_path / "generation_000.json").exists()  # the extra one still runs
     tuner.receive_trial_result(12, extra, accuracy(extra))
     assert len(json.loads((tmp_path / "generation_000.json").read_text())["members"]) == 13
-    tuner.generate_parameters(13)
-    assert tuner.generation == 1
+    second = [tuner.generate_parameters(13 + i) for i in range(11)]
+    assert tuner.generation == 1 and tuner.queue == deque()  # 12 - 1 extra
+    assert not {key(p) for p in second} & {key(p) for p in first + [extra]}
 
 
 def test_failed_trials_are_recorded_never_reproposed_and_the_search_ends(tmp_path: Path) -> None:
@@ -140,7 +143,7 @@ def test_failed_trials_are_recorded_never_reproposed_and_the_search_ends(tmp_pat
     assert json.loads((tmp_path / "generation_003.json").read_text())["failed"] == len(proposals) - tuner.n_ok
 
     proposals, ended = drive(make(seed=2), answer=lambda pid, params: "end")  # every trial fails
-    assert ended and len(proposals) <= 4 * 2 * 12 and len({key(p) for p in proposals}) == len(proposals)
+    assert ended and len(proposals) == 48 and len({key(p) for p in proposals}) == len(proposals)
 
 
 def min_flops(space_name: str) -> int:
@@ -182,8 +185,8 @@ def test_bad_arguments_raise_value_errors_naming_the_fix() -> None:
 
 @pytest.mark.parametrize("with_files", [True, False])
 def test_resume_continues_the_generation_counter_and_never_reproposes(tmp_path: Path, with_files: bool) -> None:
-    out = str(tmp_path) if with_files else None
-    first = make(output_dir=out)
+    out = tmp_path / "run"
+    first = make(output_dir=str(out) if with_files else None)
     done = []
     for pid in range(24):  # one trial at a time: generations 0 and 1 complete
         params = first.generate_parameters(pid)
@@ -191,22 +194,36 @@ def test_resume_continues_the_generation_counter_and_never_reproposes(tmp_path: 
         done.append({"parameter": params, "value": json.dumps({"default": accuracy(params)})})
     assert first.generation == 1
 
-    resumed = make(output_dir=out, seed=7)
-    resumed.import_data(done)
-    assert resumed.generation == 1 and resumed.n_done == 24
+    resumed = make(output_dir=str(out) if with_files else None, seed=7)
+    # NNI exports only trials with a final result; a failed one is still known from generation_000.json
+    resumed.import_data(done[:5] + done[6:] if with_files else done)
+    assert resumed.generation == 1 and resumed.n_done == (23 if with_files else 24)
+    assert key(done[5]["parameter"]) in resumed.seen  # never proposed again
     proposals, ended = drive(resumed)
-    assert ended and resumed.generation == 3 and len(proposals) >= 24
+    assert ended and resumed.generation == 3 and len(proposals) == 24
     assert not {key(p) for p in proposals} & {key(r["parameter"]) for r in done}
     assert len({key(p) for p in proposals}) == len(proposals)
     if with_files:
-        assert sorted(f.name for f in tmp_path.glob("generation_*.json"))[-2:] == \
-            ["generation_002.json", "generation_003.json"]
+        assert sorted(f.name for f in out.glob("generation_*.json")) == [f"generation_{g:03d}.json" for g in range(4)]
 
-    partial = make()
-    partial.import_data(done[:18])  # a generation and a half, no files: the half one counts as handed out
+    # stopped in the middle of generation 1: its 6 missing members are handed out before generation 2
+    partial_dir = tmp_path / "partial"
+    if with_files:
+        partial_dir.mkdir()
+        shutil.copy(out / "generation_000.json", partial_dir)
+    partial = make(output_dir=str(partial_dir) if with_files else None, seed=8)
+    partial.import_data(done[:18])
     assert partial.generation == 1
-    partial.generate_parameters(0)
-    assert partial.generation == 2
+    refill = [partial.generate_parameters(100 + i) for i in range(6)]
+    assert partial.generation == 1 and len(partial.gens[1].members) == 12
+    for pid, params in enumerate(refill):
+        partial.receive_trial_result(100 + pid, params, accuracy(params))
+    proposals, ended = drive(partial)
+    assert partial.generation == 3 and ended and 18 + len(refill) + len(proposals) == 48
+    keys = [key(p) for p in refill + proposals] + [key(r["parameter"]) for r in done[:18]]
+    assert len(set(keys)) == len(keys)
+    if with_files:
+        assert len(json.loads((partial_dir / "generation_001.json").read_text())["members"]) == 12
 
 
 def test_fixed_seed_reproduces_proposals_and_the_tuner_pickles() -> None:

@@ -97,7 +97,7 @@ def train_supernet(space: SposShuffleNetV2Space, cfg: RunConfig, recipe: Recipe 
     return run_training(lambda: ShuffleNetV2Supernet(space, affine=affine), space=space, kind="spos_supernet",
                         recipe=recipe, cfg=cfg, default_steps=lambda per_epoch: steps,
                         path_fn=lambda step: sampler.sample(), eval_paths=fixed_paths, stateful={"sampler": sampler},
-                        find_unused_parameters=True, meta=meta, desc="supernet")
+                        find_unused_parameters=True, eval_batch_stats=True, meta=meta, desc="supernet")
 
 
 def load_trained_supernet(path: str | os.PathLike, *, device: str | torch.device = "cpu"

@@ -268,14 +268,30 @@ class Trainer:
         self.step += 1
         return loss.detach(), (logits.detach().argmax(1) == labels).sum()
 
-    def evaluate(self, loader: Any, paths: Sequence[PathT] = (None,),
-                 max_batches: int | None = None) -> dict[str, float]:
-        """Top-1/top-5/loss (fractions) averaged over ``paths``, and over DDP ranks by image count."""
+    def evaluate(self, loader: Any, paths: Sequence[PathT] = (None,), max_batches: int | None = None, *,
+                 batch_stats: bool = False) -> dict[str, float]:
+        """Top-1/top-5/loss (fractions) averaged over ``paths``, and over DDP ranks by image count.
+
+        ``batch_stats``: BatchNorm normalises with each batch's own statistics (a supernet's running
+        statistics mix all paths, so they are poor for any one); the running statistics are kept.
+        """
         self.module.eval()
+        bns = [m for m in self.module.modules()
+               if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats] if batch_stats else []
+        saved = [[b.clone() for b in (m.running_mean, m.running_var, m.num_batches_tracked)] for m in bns]
+        for m in bns:
+            m.train()
+
+        def batches() -> Any:  # BN with batch statistics needs 2+ images
+            return ((x, y) for x, y in loader if len(y) > 1) if batch_stats else loader
+
         try:
-            runs = [evaluate(lambda x, p=p: self.forward(self.module, x, p), loader, max_batches=max_batches)
+            runs = [evaluate(lambda x, p=p: self.forward(self.module, x, p), batches(), max_batches=max_batches)
                     for p in paths]
         finally:
+            for m, state in zip(bns, saved):
+                for buffer, value in zip((m.running_mean, m.running_var, m.num_batches_tracked), state):
+                    buffer.copy_(value)
             self.module.train()
         n = runs[0]["images"]
         sums = torch.tensor([float(np.mean([r[k] for r in runs])) * n for k in ("top1", "top5", "loss")] + [n],
@@ -321,7 +337,7 @@ class Job:
     ``path_fn(step)``: the path of each step (``None``: fixed network); ``eval_paths``: the paths
     evaluated (``[None]`` for a fixed network); ``stateful``: objects with ``state_dict()`` /
     ``load_state_dict()`` (the path sampler) saved in checkpoints under their key; ``save(state)``
-    writes a checkpoint (called on rank 0 only).
+    writes a checkpoint (called on rank 0 only); ``eval_batch_stats``: see :meth:`Trainer.evaluate`.
     """
 
     train_loader: Any
@@ -331,6 +347,7 @@ class Job:
     save: Callable[[dict[str, Any]], Any] | None = None
     stateful: Mapping[str, Any] = field(default_factory=dict)
     report_nni: bool = False
+    eval_batch_stats: bool = False
     desc: str = "train"
 
 
@@ -404,7 +421,8 @@ def fit(trainer: Trainer, job: Job, *, resume_state: Mapping[str, Any] | None = 
 def _evaluate(trainer: Trainer, job: Job, step: int, per_epoch: int, history: list[dict[str, float]],
               train_log: list[dict[str, float]], bar: Any) -> dict[str, float]:
     """Evaluate, print, append to ``history`` and report an intermediate result under nnictl."""
-    result = trainer.evaluate(job.val_loader, job.eval_paths, trainer.recipe.eval_batches)
+    result = trainer.evaluate(job.val_loader, job.eval_paths, trainer.recipe.eval_batches,
+                              batch_stats=job.eval_batch_stats)
     row = {"step": step, "epoch": step / per_epoch, "top1": result["top1"], "top5": result["top5"],
            "val_loss": result["loss"]}
     if train_log:
@@ -428,7 +446,7 @@ class RunConfig:
 
     ``resume``: ``True`` continues ``output/checkpoint.pth``, a path continues that file. Without it
     an existing checkpoint in ``output`` is an error unless ``overwrite``. ``crop_size=None``: the
-    space's input size.
+    space's input size; ``min_area``: smallest random-resized-crop area (official 0.08).
     """
 
     data: str | os.PathLike
@@ -437,6 +455,7 @@ class RunConfig:
     workers: int = 4
     crop_size: int | None = None
     spos_preprocessing: bool = False
+    min_area: float = 0.08
     device: str = "auto"
     resume: bool | str | os.PathLike = False
     overwrite: bool = False
@@ -458,12 +477,16 @@ class RunConfig:
 
 def build_loaders(cfg: RunConfig, recipe: Recipe, dist: DistInfo, device: torch.device, crop: int) -> tuple[Any, Any]:
     """Training (shuffled, augmented, sharded) and validation loaders; the global batch split over ranks."""
+    from dataclasses import replace
+
     from ..data import Preprocessing, build_loader
 
     if recipe.batch_size % dist.world_size:
         raise NniExtError(f"--batch-size {recipe.batch_size} is not divisible by the {dist.world_size} processes")
     common = dict(batch_size=recipe.batch_size // dist.world_size, backend=cfg.backend, device=device,
-                  preprocessing=Preprocessing.for_crop(crop, spos=cfg.spos_preprocessing), num_workers=cfg.workers,
+                  preprocessing=replace(Preprocessing.for_crop(crop, spos=cfg.spos_preprocessing),
+                                        min_area=cfg.min_area),
+                  num_workers=cfg.workers,
                   rank=dist.rank, world_size=dist.world_size, seed=recipe.seed)
     return (build_loader(cfg.data, "train", train=True, drop_last=True, **common),
             build_loader(cfg.data, cfg.val_split, train=False, **common))
@@ -484,8 +507,8 @@ def _load_resumable(ckpt: Mapping[str, Any], space: Any, model: nn.Module, sourc
 def run_training(model_fn: Callable[[], nn.Module], *, space: Any, kind: str, recipe: Recipe, cfg: RunConfig,
                  default_steps: Callable[[int], int], path_fn: PathFn = lambda step: None,
                  eval_paths: Sequence[PathT] = (None,), stateful: Mapping[str, Any] | None = None,
-                 find_unused_parameters: bool = False, meta: Mapping[str, Any] | None = None,
-                 desc: str = "train") -> TrainResult:
+                 find_unused_parameters: bool = False, eval_batch_stats: bool = False,
+                 meta: Mapping[str, Any] | None = None, desc: str = "train") -> TrainResult:
     """Set up devices, DDP, loaders and resuming, then :func:`fit`; the shared body of supernet and retrain.
 
     ``model_fn`` builds the network after seeding; ``default_steps(steps_per_epoch)`` is the length
@@ -524,7 +547,7 @@ def run_training(model_fn: Callable[[], nn.Module], *, space: Any, kind: str, re
                                    **dict(meta or {}), **state)
 
         job = Job(train_loader, val_loader, path_fn=path_fn, eval_paths=eval_paths, save=save, stateful=stateful,
-                  report_nni=in_nni_trial(), desc=desc)
+                  report_nni=in_nni_trial(), eval_batch_stats=eval_batch_stats, desc=desc)
         result = fit(trainer, job, resume_state=ckpt)
     result.checkpoint = cfg.checkpoint
     return result

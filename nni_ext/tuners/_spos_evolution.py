@@ -57,15 +57,17 @@ class SposEvolution(BaseTuner):
 
     Asynchronous dispatch: candidates of the current generation are handed out from a queue; when it is
     empty while trials of that generation still run, the next generation is bred from the results available
-    so far if at least ``topk`` trials succeeded, else an extra random feasible candidate (at most
-    ``population_size`` per generation) keeps the worker busy. After ``num_generations`` generations
-    ``nni.NoMoreTrialError`` ends the experiment normally. A NaN/missing ``default`` metric or a trial
+    so far if at least ``topk`` trials succeeded, else an extra random feasible candidate keeps the worker
+    busy (at most ``population_size // 2``, taken off the next generation's size, so a run proposes exactly
+    ``population_size * num_generations`` architectures: use it as ``maxTrialNumber``). After the last
+    generation ``nni.NoMoreTrialError`` stops new trials. A NaN/missing ``default`` metric or a trial
     ending without a result counts as failed.
 
     Files (atomic) in ``output_dir`` (default ``<experiment dir>/spos``; none without either):
     ``generation_NNN.json`` once all of its trials ended, ``best_architecture.json`` (plain ``{label: value}``)
     and ``best.json``. ``import_data`` (``nnictl resume``) rebuilds the archive and the generation counter
-    (from the generation files when present, else ``population_size`` results per generation).
+    (from the generation files when present, else ``population_size`` results per generation) and first
+    hands out the missing members of an interrupted generation.
     """
 
     cost_metric: ClassVar[str] = "cost"
@@ -97,8 +99,7 @@ class SposEvolution(BaseTuner):
         self.num_crossover, self.num_mutation, self.num_generations = num_crossover, num_mutation, num_generations
         self.space_name, self.nas_space = space, create_space(space, **dict(space_args or {}))
         self.input_size = int(input_size or self.nas_space.default_input_size)
-        self.labels = self.nas_space.labels
-        self._choices = [self.nas_space.choices()[label] for label in self.labels]
+        self.labels, self._choices = self.nas_space.labels, list(self.nas_space.choices().values())
         self._sizes = np.array([len(c) for c in self._choices])
         log_dir = os.environ.get("NNI_LOG_DIRECTORY")  # <experiment dir>/log for NNI 3.0's dispatcher
         self.output_dir = Path(output_dir) if output_dir else Path(log_dir).parent / "spos" if log_dir else None
@@ -142,7 +143,6 @@ class SposEvolution(BaseTuner):
             return self._slow_cost(dict(zip(self.labels, key)))
         return self._fixed + sum(t[v] for t, v in zip(self._per_label, key))
 
-    # ------------------------------------------------------------ proposals
     def _on_search_space(self) -> None:
         assert self.space is not None
         given = {p.name: list(p.args) if p.type == "choice" else None for p in self.space.parameters}
@@ -169,9 +169,9 @@ class SposEvolution(BaseTuner):
             pass
         return out
 
-    def _breed(self) -> list[Key]:
+    def _breed(self, size: int, previous: int) -> list[Key]:
         ranked = sorted((e for e in self.entries.values() if self._ok(e)), key=lambda e: (
-            self.selection == "generation" and e.generation != self.generation, -e.accuracy))
+            self.selection == "generation" and e.generation != previous, -e.accuracy))
         parents, n = [e.key for e in ranked[:self.topk]], len(self.labels)
 
         def mutant() -> Key:
@@ -184,23 +184,24 @@ class SposEvolution(BaseTuner):
 
         children: list[Key] = []
         for make, count in ((mutant, self.num_mutation), (crossover, self.num_crossover)):
-            target = len(children) + count
+            target = min(len(children) + count, size)
             for _ in range(10 * count if parents else 0):  # the official code tries 10x the needed count
                 if len(children) >= target:
                     break
                 self._take(make(), children)
-        return children + self._random(self.population_size - len(children))
+        return children + self._random(size - len(children))
 
     def _refill(self) -> None:
         if len(self.gens) >= self.num_generations:
             raise NoMoreTrialError(f"all {self.num_generations} generations have been handed out")
         last = self.gens[-1] if self.gens else None
-        if last and self.n_ok < self.topk and last.running and last.extras < self.population_size:
+        if last and self.n_ok < self.topk and last.running and last.extras < self.population_size // 2:
             self.queue.extend(self._random(1))  # too few results to breed from: keep the worker busy
-            last.extras += 1
+            last.extras += len(self.queue)
             if self.queue:
                 return
-        children = self._breed() if last else self._random(self.population_size)
+        children = (self._breed(self.population_size - last.extras, self.generation) if last
+                    else self._random(self.population_size))
         if not children:
             raise NoMoreTrialError(f"no unseen architecture under {self.limit_name}={self.limit:g} is left")
         self.gens.append(_Generation())
@@ -218,7 +219,6 @@ class SposEvolution(BaseTuner):
         self.gens[-1].members.append(key)
         return self.nas_space.validate(dict(zip(self.labels, key)))
 
-    # -------------------------------------------------------------- results
     def receive_trial_result(self, parameter_id: int, parameters: Mapping[str, Any], value: Any,
                              **kwargs: Any) -> None:
         accuracy = normalize_metrics(value)["default"]
@@ -230,8 +230,7 @@ class SposEvolution(BaseTuner):
 
     def trial_end(self, parameter_id: int, success: bool, **kwargs: Any) -> None:
         super().trial_end(parameter_id, success)
-        key = self.running.pop(parameter_id, None)
-        if key is not None:
+        if (key := self.running.pop(parameter_id, None)) is not None:
             logger.warning("SPOS evolution: trial %d ended without a final result; recorded as failed", parameter_id)
             self._finish(self.entries[key], math.nan)
 
@@ -250,8 +249,7 @@ class SposEvolution(BaseTuner):
 
     def _finish(self, entry: _Entry, accuracy: float) -> None:
         if not math.isfinite(accuracy):
-            logger.warning("SPOS evolution: a trial of generation %s failed (no finite 'default' metric)",
-                           entry.generation)
+            logger.warning("SPOS evolution: a trial of generation %s failed (no finite 'default')", entry.generation)
         self._set_result(entry, accuracy)
         self.gens[entry.generation].running -= 1  # type: ignore[index]
         while (self.next_write <= self.generation and not self.gens[self.next_write].running
@@ -275,7 +273,7 @@ class SposEvolution(BaseTuner):
         """Rebuild the archive and, on a fresh tuner, the generation counter (generation files first)."""
         fresh = self.generation < 0 and not self.entries
         super().import_data(data)
-        if not fresh:  # imported into a running search: _tell tagged them with the current generation
+        if not fresh or not self.entries:  # imported into a running search: _tell tagged the current generation
             return
         known: dict[Key, int] = {}
         last = -1
@@ -287,6 +285,7 @@ class SposEvolution(BaseTuner):
                 last = max(last, int(info["generation"]))
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 logger.warning("SPOS evolution: cannot read %s (%s); ignoring it", path, exc)
+        self.seen.update(known)  # members of written generations whose trials failed are not re-proposed either
         unknown = 0
         for e in self.entries.values():  # not in a generation file: population_size per generation after them
             e.generation = known.get(e.key, last + 1 + unknown // self.population_size)
@@ -294,10 +293,11 @@ class SposEvolution(BaseTuner):
         count = 1 + max([last, *(e.generation for e in self.entries.values())])  # type: ignore[list-item]
         self.gens = [_Generation([e.key for e in self.entries.values() if e.generation == g]) for g in range(count)]
         self.generation, self.next_write = count - 1, count
-        logger.info("SPOS evolution: resumed with %d imported trials; %d generation(s) already handed out",
-                    len(self.entries), count)
-
-    # ---------------------------------------------------------------- files
+        missing = self.population_size - len(self.gens[-1].members) if self.generation > last else 0
+        if missing > 0:  # finish the interrupted generation instead of skipping its missing members
+            self.queue.extend(self._breed(missing, self.generation - 1) if self.generation else self._random(missing))
+            self.next_write = self.generation
+        logger.info("SPOS evolution: resumed from %d trials at generation %d", len(self.entries), self.generation)
     def _describe(self, e: _Entry) -> dict[str, Any]:
         return {"architecture": dict(zip(self.labels, e.key)),
                 "accuracy": e.accuracy if math.isfinite(e.accuracy) else None,
