@@ -58,7 +58,8 @@ def _add_common(p: argparse.ArgumentParser, *, default_space: str, output: str, 
     o.add_argument("--overwrite", action="store_true", help="start over even if OUTPUT/checkpoint.pth exists")
     o.add_argument("--stop-at", type=int, default=None, help="stop (with a checkpoint) at this step of the schedule")
     o.add_argument("--eval-every", type=int, default=None, help="evaluate every N steps (default: each epoch)")
-    o.add_argument("--eval-batches", type=int, default=None, help="evaluate on the first N val batches only")
+    o.add_argument("--val-per-class", type=int, default=None,
+                   help="evaluate on the first N images of each val class (a fixed, class-balanced subset)")
     o.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (torchrun: LOCAL_RANK's GPU)")
     o.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None, help="float16 autocast + "
                                                                                       "GradScaler (default: on CUDA)")
@@ -103,16 +104,19 @@ def _configs(args: argparse.Namespace, default_output: str) -> tuple[Any, Any, A
     cfg = RunConfig(data=args.data, output=output, backend=args.backend, workers=args.workers,
                     crop_size=args.crop_size, min_area=args.min_area, spos_preprocessing=args.spos_preprocessing,
                     device=args.device, resume=False if args.resume is None else (args.resume or True),
-                    overwrite=args.overwrite, val_split=args.val_split)
+                    overwrite=args.overwrite, val_split=args.val_split,
+                    val_per_class=args.val_per_class)
     recipe = Recipe(batch_size=args.batch_size, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
                     label_smoothing=args.label_smoothing, steps=args.steps, epochs=args.epochs,
-                    save_every=args.save_every, eval_every=args.eval_every, eval_batches=args.eval_batches,
+                    save_every=args.save_every, eval_every=args.eval_every,
                     stop_at=args.stop_at, amp=args.amp, channels_last=args.channels_last, seed=args.seed,
                     quiet=args.quiet)
     return space, cfg, recipe
 
 
 def _summary(kind: str, result: Any) -> int:
+    if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 speaks
+        return 0
     val = result.val or {}
     status = "done" if result.finished else "stopped"
     top1 = f", val top-1 {val['top1']:.4f} top-5 {val['top5']:.4f}" if val else ""

@@ -12,10 +12,12 @@ Example:
 """
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..errors import NniExtError
@@ -74,25 +76,28 @@ def _check_space(space: Any) -> SposShuffleNetV2Space:
 def train_supernet(space: SposShuffleNetV2Space, cfg: RunConfig, recipe: Recipe | None = None,
                    sampling: SamplingConfig | None = None, *, eval_paths: int = 1,
                    affine: bool = False) -> TrainResult:
-    """Train a :class:`ShuffleNetV2Supernet` of ``space``; writes ``cfg.output/checkpoint.pth`` (kind ``spos_supernet``).
+    """Train a :class:`ShuffleNetV2Supernet` of ``space``; writes ``cfg.output/checkpoint.pth``.
 
+    The checkpoint (kind ``spos_supernet``) also holds ``affine``, ``sampling`` and ``eval_paths``.
     Without ``recipe.steps``/``epochs`` the length is the official 120,000 iterations at batch 1024,
     scaled to the batch size (same number of images). Validation top-1 is the mean over
-    ``eval_paths`` fixed paths drawn like the training paths (a cheap progress signal: the
-    supernet's BN statistics are shared by all paths; the tester recalibrates them per path).
+    ``eval_paths`` fixed paths drawn like the training paths, with BatchNorm using each batch's
+    statistics: a cheap progress signal, as the supernet's running statistics mix all paths (the
+    tester recalibrates them per path).
     """
     space = _check_space(space)
     recipe = recipe or Recipe()
+    recipe.check()
     sampling = sampling or SamplingConfig()
     if eval_paths < 1:
         raise NniExtError(f"--eval-paths {eval_paths} must be >= 1")
     crop = cfg.crop_size or space.default_input_size
     sampler = build_sampler(space, crop, sampling, seed=recipe.seed)  # same stream on every rank
-    probe = build_sampler(space, crop, sampling, seed=recipe.seed + EVAL_PATH_SEED_OFFSET)
+    probe = copy.deepcopy(sampler)
+    probe.rng = np.random.default_rng(recipe.seed + EVAL_PATH_SEED_OFFSET)
     fixed_paths = [probe.sample() for _ in range(eval_paths)]
-    meta = {"affine": affine, "sampling": {**asdict(sampling), "kind": sampling.kind,
-                                           "flops_range": [getattr(sampler, "low", None), getattr(sampler, "high", None)]},
-            "eval_paths": fixed_paths}
+    flops_range = [getattr(sampler, "low", None), getattr(sampler, "high", None)]
+    meta = {"affine": affine, "sampling": {**asdict(sampling), "flops_range": flops_range}, "eval_paths": fixed_paths}
     steps = round(OFFICIAL_SUPERNET_STEPS * OFFICIAL_BATCH_SIZE / recipe.batch_size)
     return run_training(lambda: ShuffleNetV2Supernet(space, affine=affine), space=space, kind="spos_supernet",
                         recipe=recipe, cfg=cfg, default_steps=lambda per_epoch: steps,

@@ -18,7 +18,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 #: the official SPOS batch size and the learning rate that goes with it
 OFFICIAL_BATCH_SIZE, OFFICIAL_LR = 1024, 0.5
 
-PathT = Sequence[int] | None
+PathT = Optional[Sequence[int]]
 PathFn = Callable[[int], PathT]
 
 
@@ -56,7 +56,6 @@ class Recipe:
     epochs: int | None = None
     save_every: int = 1000
     eval_every: int | None = None
-    eval_batches: int | None = None
     stop_at: int | None = None
     amp: bool | None = None
     channels_last: bool | None = None
@@ -70,8 +69,7 @@ class Recipe:
 
     def check(self) -> None:
         """Raise :class:`NniExtError` naming the first bad value."""
-        for name in ("batch_size", "steps", "epochs", "save_every", "eval_every", "eval_batches", "stop_at",
-                     "log_every"):
+        for name in ("batch_size", "steps", "epochs", "save_every", "eval_every", "stop_at", "log_every"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise NniExtError(f"--{name.replace('_', '-')} {value} must be >= 1")
@@ -268,8 +266,7 @@ class Trainer:
         self.step += 1
         return loss.detach(), (logits.detach().argmax(1) == labels).sum()
 
-    def evaluate(self, loader: Any, paths: Sequence[PathT] = (None,), max_batches: int | None = None, *,
-                 batch_stats: bool = False) -> dict[str, float]:
+    def evaluate(self, loader: Any, paths: Sequence[PathT] = (None,), *, batch_stats: bool = False) -> dict[str, float]:
         """Top-1/top-5/loss (fractions) averaged over ``paths``, and over DDP ranks by image count.
 
         ``batch_stats``: BatchNorm normalises with each batch's own statistics (a supernet's running
@@ -286,8 +283,7 @@ class Trainer:
             return ((x, y) for x, y in loader if len(y) > 1) if batch_stats else loader
 
         try:
-            runs = [evaluate(lambda x, p=p: self.forward(self.module, x, p), batches(), max_batches=max_batches)
-                    for p in paths]
+            runs = [evaluate(lambda x, p=p: self.forward(self.module, x, p), batches()) for p in paths]
         finally:
             for m, state in zip(bns, saved):
                 for buffer, value in zip((m.running_mean, m.running_var, m.num_batches_tracked), state):
@@ -351,6 +347,31 @@ class Job:
     desc: str = "train"
 
 
+class _Window:
+    """Training loss, top-1 and images/s since the last log line (one device sync per read)."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.loss: Any = 0.0
+        self.correct: Any = 0
+        self.images = self.steps = 0
+        self.start = time.perf_counter()
+
+    def add(self, loss: torch.Tensor, correct: torch.Tensor, images: int) -> None:
+        self.loss, self.correct = self.loss + loss, self.correct + correct
+        self.images, self.steps = self.images + images, self.steps + 1
+
+    def read(self, world_size: int) -> dict[str, float]:
+        """The window's averages; starts a new window."""
+        seconds = max(time.perf_counter() - self.start, 1e-9)
+        out = {"loss": float(self.loss) / self.steps, "top1": int(self.correct) / self.images,
+               "img_s": self.images * world_size / seconds}
+        self.reset()
+        return out
+
+
 def fit(trainer: Trainer, job: Job, *, resume_state: Mapping[str, Any] | None = None) -> TrainResult:
     """Train from ``trainer.step`` to ``trainer.total_steps`` (or ``recipe.stop_at``), evaluating and saving.
 
@@ -369,9 +390,8 @@ def fit(trainer: Trainer, job: Job, *, resume_state: Mapping[str, Any] | None = 
     from tqdm.auto import tqdm
 
     bar = tqdm(total=trainer.total_steps, initial=trainer.step, desc=job.desc, dynamic_ncols=True,
-               disable=recipe.quiet or not dist.is_main)
-    loss_sum, correct, seen, window_start = torch.zeros((), device=trainer.device), 0, 0, time.perf_counter()
-    started, seen_total = time.perf_counter(), 0
+               disable=recipe.quiet or not dist.is_main or job.report_nni)  # nnictl logs: evaluation lines only
+    window, started, seen_total = _Window(), time.perf_counter(), 0
 
     def save() -> None:
         if job.save is not None and dist.is_main:
@@ -383,21 +403,21 @@ def fit(trainer: Trainer, job: Job, *, resume_state: Mapping[str, Any] | None = 
     while trainer.step < end:
         batches = epoch_batches(job.train_loader, *divmod(trainer.step, per_epoch))
         if rng is not None:  # after the skip, which may have drawn random crops
-            restore_rng(rng) if dist.world_size == 1 else seed_everything(recipe.seed + dist.rank + trainer.step)
+            if dist.world_size == 1:
+                restore_rng(rng)
+            else:  # only rank 0's states are saved
+                seed_everything(recipe.seed + dist.rank + trainer.step)
             rng = None
         for images, labels in batches:
             loss, hits = trainer.train_step(images, labels, job.path_fn(trainer.step))
-            loss_sum, correct, seen = loss_sum + loss, correct + hits, seen + len(labels)
+            window.add(loss, hits, len(labels))
             step, seen_total = trainer.step, seen_total + len(labels)
             bar.update(1)
             if step % recipe.log_every == 0 or step == end:
-                steps = (step - 1) % recipe.log_every + 1
-                row = {"step": step, "loss": loss_sum.item() / steps, "top1": int(correct) / seen, "lr": trainer.lr,
-                       "img_s": seen * dist.world_size / max(time.perf_counter() - window_start, 1e-9)}
+                row = {"step": step, **window.read(dist.world_size), "lr": trainer.lr}
                 train_log.append(row)
                 bar.set_postfix(loss=f"{row['loss']:.3f}", top1=f"{row['top1']:.3f}", img_s=f"{row['img_s']:.0f}",
                                 lr=f"{row['lr']:.4g}")
-                loss_sum, correct, seen, window_start = loss_sum * 0, 0, 0, time.perf_counter()
             if (step % recipe.eval_every == 0 if recipe.eval_every else step % per_epoch == 0) \
                     or step == trainer.total_steps:
                 val = _evaluate(trainer, job, step, per_epoch, history, train_log, bar)
@@ -421,8 +441,7 @@ def fit(trainer: Trainer, job: Job, *, resume_state: Mapping[str, Any] | None = 
 def _evaluate(trainer: Trainer, job: Job, step: int, per_epoch: int, history: list[dict[str, float]],
               train_log: list[dict[str, float]], bar: Any) -> dict[str, float]:
     """Evaluate, print, append to ``history`` and report an intermediate result under nnictl."""
-    result = trainer.evaluate(job.val_loader, job.eval_paths, trainer.recipe.eval_batches,
-                              batch_stats=job.eval_batch_stats)
+    result = trainer.evaluate(job.val_loader, job.eval_paths, batch_stats=job.eval_batch_stats)
     row = {"step": step, "epoch": step / per_epoch, "top1": result["top1"], "top5": result["top5"],
            "val_loss": result["loss"]}
     if train_log:
@@ -446,7 +465,8 @@ class RunConfig:
 
     ``resume``: ``True`` continues ``output/checkpoint.pth``, a path continues that file. Without it
     an existing checkpoint in ``output`` is an error unless ``overwrite``. ``crop_size=None``: the
-    space's input size; ``min_area``: smallest random-resized-crop area (official 0.08).
+    space's input size; ``min_area``: smallest random-resized-crop area (official 0.08);
+    ``val_per_class``: evaluate on the first N images of each class (a fixed, balanced subset).
     """
 
     data: str | os.PathLike
@@ -460,6 +480,7 @@ class RunConfig:
     resume: bool | str | os.PathLike = False
     overwrite: bool = False
     val_split: str = "val"
+    val_per_class: int | None = None
 
     @property
     def checkpoint(self) -> Path:
@@ -486,10 +507,9 @@ def build_loaders(cfg: RunConfig, recipe: Recipe, dist: DistInfo, device: torch.
     common = dict(batch_size=recipe.batch_size // dist.world_size, backend=cfg.backend, device=device,
                   preprocessing=replace(Preprocessing.for_crop(crop, spos=cfg.spos_preprocessing),
                                         min_area=cfg.min_area),
-                  num_workers=cfg.workers,
-                  rank=dist.rank, world_size=dist.world_size, seed=recipe.seed)
+                  num_workers=cfg.workers, rank=dist.rank, world_size=dist.world_size, seed=recipe.seed)
     return (build_loader(cfg.data, "train", train=True, drop_last=True, **common),
-            build_loader(cfg.data, cfg.val_split, train=False, **common))
+            build_loader(cfg.data, cfg.val_split, train=False, max_per_class=cfg.val_per_class, **common))
 
 
 def _load_resumable(ckpt: Mapping[str, Any], space: Any, model: nn.Module, source: Path) -> None:
