@@ -81,8 +81,8 @@ class ShuffleBlock(nn.Module):
         return torch.cat((self.branch_proj(x), self.branch_main(x)), 1)
 
 
-def _stem(stem_channels: int, affine: bool) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(3, stem_channels, 3, 2, 1, bias=False), _bn(stem_channels, affine),
+def _stem(stem_channels: int, affine: bool, stride: int = 2) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(3, stem_channels, 3, stride, 1, bias=False), _bn(stem_channels, affine),
                          nn.ReLU(inplace=True))
 
 
@@ -95,9 +95,9 @@ class ShuffleNetV2OneShot(nn.Module):
     """A standalone SPOS network for one architecture (list of block names, one per layer)."""
 
     def __init__(self, blocks: Sequence[str], layer_specs: Sequence[tuple[int, int, int]], *, stem_channels: int,
-                 last_channels: int, num_classes: int, dropout: float, affine: bool) -> None:
+                 last_channels: int, num_classes: int, dropout: float, affine: bool, stem_stride: int = 2) -> None:
         super().__init__()
-        self.stem = _stem(stem_channels, affine)
+        self.stem = _stem(stem_channels, affine, stem_stride)
         self.features = nn.Sequential(*[ShuffleBlock(kind, cin, cout, stride, affine=affine)
                                         for kind, (cin, cout, stride) in zip(blocks, layer_specs)])
         self.head = _head(layer_specs[-1][1], last_channels, num_classes, dropout, affine)
@@ -123,7 +123,7 @@ class SposShuffleNetV2Space(SearchSpace):
     def __init__(self, *, num_classes: int = 1000, stage_repeats: Sequence[int] = (4, 4, 8, 4),
                  stage_channels: Sequence[int] = (64, 160, 320, 640), stem_channels: int = 16,
                  last_channels: int = 1024, dropout: float = 0.1, affine: bool = True,
-                 input_size: int = 224) -> None:
+                 input_size: int = 224, stem_stride: int = 2) -> None:
         if len(stage_repeats) != len(stage_channels):
             raise ValueError(f"stage_repeats {list(stage_repeats)} and stage_channels {list(stage_channels)} "
                              "must have the same length")
@@ -131,7 +131,8 @@ class SposShuffleNetV2Space(SearchSpace):
             raise ValueError("stem_channels and stage_channels must be multiples of 4 (channel split)")
         super().__init__(num_classes=num_classes, stage_repeats=list(stage_repeats),
                          stage_channels=list(stage_channels), stem_channels=stem_channels,
-                         last_channels=last_channels, dropout=dropout, affine=affine, input_size=input_size)
+                         last_channels=last_channels, dropout=dropout, affine=affine, input_size=input_size,
+                         **({"stem_stride": stem_stride} if stem_stride != 2 else {}))
         self.default_input_size = input_size  # type: ignore[misc]
         widths = [stem_channels, *stage_channels]
         if any(b <= a for a, b in zip(widths, widths[1:])):
@@ -160,11 +161,12 @@ class SposShuffleNetV2Space(SearchSpace):
         cfg = self.config
         return ShuffleNetV2OneShot([arch[label] for label in self.labels], self.layer_specs,
                                    stem_channels=cfg["stem_channels"], last_channels=cfg["last_channels"],
-                                   num_classes=cfg["num_classes"], dropout=cfg["dropout"], affine=cfg["affine"])
+                                   num_classes=cfg["num_classes"], dropout=cfg["dropout"], affine=cfg["affine"],
+                                   stem_stride=cfg.get("stem_stride", 2))
 
     # ------------------------------------------------------------ cost units
     def _layer_input_sizes(self, input_size: int) -> list[int]:
-        size = math.ceil(input_size / 2)  # after the stem
+        size = math.ceil(input_size / self.config.get("stem_stride", 2))  # after the stem
         sizes = []
         for _, _, stride in self.layer_specs:
             sizes.append(size)
@@ -183,7 +185,7 @@ class SposShuffleNetV2Space(SearchSpace):
         cfg = self.config
         sizes = self._layer_input_sizes(input_size)
         if unit == "stem":
-            return _stem(cfg["stem_channels"], cfg["affine"]), (1, 3, input_size, input_size)
+            return _stem(cfg["stem_channels"], cfg["affine"], cfg.get("stem_stride", 2)), (1, 3, input_size, input_size)
         if unit == "head":
             cin = self.layer_specs[-1][1]
             module = _head(cin, cfg["last_channels"], cfg["num_classes"], cfg["dropout"], cfg["affine"])

@@ -23,7 +23,7 @@ class ShuffleNetV2Supernet(nn.Module):
         cfg = space.config
         self.space = space
         self.affine = affine
-        self.stem = _stem(cfg["stem_channels"], affine)
+        self.stem = _stem(cfg["stem_channels"], affine, cfg.get("stem_stride", 2))
         self.choice_blocks = nn.ModuleList(
             nn.ModuleList(ShuffleBlock(kind, cin, cout, stride, affine=affine) for kind in SPOS_CANDIDATES)
             for cin, cout, stride in space.layer_specs)

@@ -12,7 +12,6 @@ import json
 import sys
 from typing import Sequence
 
-from ..errors import NniExtError
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -28,7 +27,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from ..cli.common import parse_space_args, run_guarded
-    from ..cost import CostTable, count, measure_latency
+    from ..cost import CostTable, measure_latency
     from ..spaces import create_space
     from ..trial import get_next_architecture, in_nni_trial, load_architecture
 

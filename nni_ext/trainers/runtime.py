@@ -1,0 +1,128 @@
+"""Runtime plumbing of the training loop: devices, torchrun/DDP set-up, RNG state, resumable epochs.
+
+Kept apart from :mod:`nni_ext.trainers.train_loop` so the loop reads as the recipe; everything here is
+re-exported there.
+"""
+from __future__ import annotations
+
+import os
+import random
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+import torch
+
+from ..errors import NniExtError
+
+@dataclass
+class DistInfo:
+    """This process's place in a ``torchrun`` job (``enabled=False``: a single process)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    enabled: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise NniExtError(f"--device {device!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise NniExtError(f"--device {device} asked for CUDA, which this machine's torch cannot use")
+    return dev
+
+
+@contextmanager
+def distributed(device: str | torch.device = "auto") -> Iterator[tuple[DistInfo, torch.device]]:
+    """Join the ``torchrun`` job described by ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` (NCCL on CUDA, gloo on CPU)."""
+    import torch.distributed as tdist
+
+    dev = resolve_device(device)
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        yield DistInfo(), dev
+        return
+    info = DistInfo(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0)), True)
+    if dev.type == "cuda":
+        dev = torch.device("cuda", info.local_rank)
+        torch.cuda.set_device(dev)
+    owner = not tdist.is_initialized()
+    if owner:
+        tdist.init_process_group("nccl" if dev.type == "cuda" else "gloo", rank=info.rank, world_size=info.world_size)
+    try:
+        yield info, dev
+    finally:
+        if owner:
+            tdist.destroy_process_group()
+
+
+def capture_rng() -> dict[str, Any]:
+    """Global torch (CPU and CUDA), NumPy and Python RNG states."""
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def restore_rng(state: Mapping[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if state.get("cuda") and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class _SkipFirst:
+    """Sampler view that drops the first ``n`` items of one pass over ``sampler``."""
+
+    def __init__(self, sampler: Any, n: int) -> None:
+        self.sampler, self.n = sampler, n
+
+    def __len__(self) -> int:
+        return max(0, len(self.sampler) - self.n)
+
+    def __iter__(self) -> Iterator[Any]:
+        it = iter(self.sampler)
+        for _ in range(self.n):
+            next(it, None)
+        return it
+
+
+def _skipping(loader: Any, batch_sampler: Any, n: int) -> Iterator[Any]:
+    original = batch_sampler.sampler
+    batch_sampler.sampler = _SkipFirst(original, n)
+    try:
+        yield from loader
+    finally:
+        batch_sampler.sampler = original
+
+
+def epoch_batches(loader: Any, epoch: int, skip: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The batches of ``epoch``, without its first ``skip`` (already trained on before a resume).
+
+    A PyTorch ``DataLoader`` back-end skips the indices without loading them; others (DALI)
+    load and drop the skipped batches.
+    """
+    loader.set_epoch(epoch)
+    batch_sampler = getattr(getattr(loader, "loader", None), "batch_sampler", None)
+    if skip == 0:
+        return iter(loader)
+    if batch_sampler is not None and hasattr(batch_sampler, "sampler"):
+        return _skipping(loader, batch_sampler, skip * batch_sampler.batch_size)
+    it = iter(loader)
+    for _ in range(skip):
+        next(it, None)
+    return it
