@@ -80,3 +80,10 @@ def test_built_network_runs_and_outputs_classes() -> None:
 def test_fingerprint_depends_on_configuration() -> None:
     assert create_space("spos").fingerprint() == create_space("spos").fingerprint()
     assert create_space("spos").fingerprint() != create_space("spos", num_classes=10).fingerprint()
+
+
+def test_checked_in_official_spos_architecture() -> None:
+    arch = json.loads((REPO / "search_spaces" / "spos_official_architecture.json").read_text())
+    candidates = create_space("spos").choices()["layer_1"]
+    assert [candidates.index(arch[f"layer_{i}"]) for i in range(1, 21)] == \
+        [2, 1, 0, 1, 2, 0, 2, 0, 2, 0, 2, 3, 0, 0, 0, 0, 3, 2, 3, 3]

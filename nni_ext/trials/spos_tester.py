@@ -35,13 +35,19 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-split", default="val", help="split to evaluate (default val)")
     p.add_argument("--backend", choices=["auto", "dali", "torchvision"], default="auto")
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--crop-size", type=int, default=None, help="default: the space's input size")
-    p.add_argument("--spos-preprocessing", action="store_true", help="BGR 0..255 input of the official checkpoints")
+    p.add_argument("--crop-size", type=int, default=None, help="default: the supernet's training crop size")
+    p.add_argument("--spos-preprocessing", action=argparse.BooleanOptionalAction, default=None,
+                   help="BGR 0..255 input of the official checkpoints (default: as the supernet was trained)")
+    p.add_argument("--min-area", type=float, default=None,
+                   help="random-resized-crop area of the recalibration batches (default: as in training)")
     p.add_argument("--latency-table", help="per-layer latency table: report 'latency' (ms) from it")
     p.add_argument("--measure-latency", action="store_true", help="report 'latency' measured on --latency-device")
     p.add_argument("--latency-device", default="cpu")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0, help="seed of the recalibration batches")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch (use 1 when several trials share a CPU: oversubscribed OpenMP "
+                        "threads can slow everything down tenfold)")
     return p
 
 
@@ -58,8 +64,13 @@ def run(args: argparse.Namespace) -> dict[str, float]:
 
     if args.recal_batches < 0:
         raise NniExtError(f"--recal-batches {args.recal_batches} must be >= 0")
+    if args.threads is not None:
+        torch.set_num_threads(max(1, args.threads))
     # declare-the-space mode (`nni-ext ss_gen -t`) needs only the space, not the weights
-    space = space_of(read_checkpoint(args.checkpoint, kind="spos_supernet"))
+    ckpt_info = read_checkpoint(args.checkpoint, kind="spos_supernet")
+    space = space_of(ckpt_info)
+    trained = ckpt_info.get("args", {})
+    del ckpt_info
     arch = get_next_architecture(space, fallback=load_architecture(args.arch) if args.arch else None)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           "cpu" if args.device == "auto" else args.device)
@@ -67,8 +78,11 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     model, _ = load_supernet(args.checkpoint, device=device)
     model.eval()
     path = model.path_of(arch)
-    crop = args.crop_size or space.default_input_size
-    prep = Preprocessing.for_crop(crop, spos=args.spos_preprocessing)
+    run_args = trained.get("run", {})
+    crop = args.crop_size or trained.get("crop_size") or space.default_input_size
+    spos = run_args.get("spos_preprocessing", False) if args.spos_preprocessing is None else args.spos_preprocessing
+    min_area = args.min_area if args.min_area is not None else run_args.get("min_area", 0.08)
+    prep = Preprocessing.for_crop(crop, spos=spos, min_area=min_area)
     val = build_loader(args.data, args.val_split, batch_size=args.val_batch_size, train=False, backend=args.backend,
                        device=device, preprocessing=prep, num_workers=args.workers,
                        max_per_class=args.val_per_class)
