@@ -2,7 +2,7 @@
 
 The step loop, checkpoints and resuming are :mod:`nni_ext.trainers.train_loop`'s; this module
 chooses the path sampler and the evaluation paths. Load a trained supernet with
-:func:`nni_ext.trainers.checkpoint.load_supernet` (or :func:`load_trained_supernet` here).
+:func:`nni_ext.trainers.checkpoint.load_supernet`.
 
 Example:
     >>> from nni_ext.spaces import create_space
@@ -13,12 +13,10 @@ Example:
 from __future__ import annotations
 
 import copy
-import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
 from ..errors import NniExtError
 from ..spaces.spos import SposShuffleNetV2Space
@@ -104,10 +102,3 @@ def train_supernet(space: SposShuffleNetV2Space, cfg: RunConfig, recipe: Recipe 
                         path_fn=lambda step: sampler.sample(), eval_paths=fixed_paths, stateful={"sampler": sampler},
                         find_unused_parameters=True, eval_batch_stats=True, meta=meta, desc="supernet")
 
-
-def load_trained_supernet(path: str | os.PathLike, *, device: str | torch.device = "cpu"
-                          ) -> tuple[ShuffleNetV2Supernet, dict[str, Any]]:
-    """``(supernet with the checkpoint's weights, checkpoint dict)``; see :func:`checkpoint.load_supernet`."""
-    from .checkpoint import load_supernet
-
-    return load_supernet(path, device=device)
