@@ -75,13 +75,19 @@ def load_supernet(path: str | os.PathLike, *, device: str | torch.device = "cpu"
 
     Returns ``(supernet, checkpoint dict)``; the space (and its width) comes from the checkpoint.
     """
-    from ..spaces.spos_supernet import ShuffleNetV2Supernet
 
     ckpt = read_checkpoint(path, kind="spos_supernet")
+    return supernet_from_checkpoint(ckpt, str(path), device=device), ckpt
+
+
+def supernet_from_checkpoint(ckpt: dict[str, Any], source: str, *, device: str | torch.device = "cpu") -> Any:
+    """The supernet of an already-read ``spos_supernet`` checkpoint dict (``source`` names it in errors)."""
+    from ..spaces.spos_supernet import ShuffleNetV2Supernet
+
     space = space_of(ckpt)
     affine = ckpt.get("affine")
     if affine is None:  # older files: affine BN adds weight/bias keys
         affine = len(ckpt["model"]) > len(ShuffleNetV2Supernet(space, affine=False).state_dict())
     model = ShuffleNetV2Supernet(space, affine=bool(affine))
-    load_state_checked(model, ckpt["model"], str(path))
-    return model.to(device), ckpt
+    load_state_checked(model, ckpt["model"], source)
+    return model.to(device)

@@ -82,9 +82,6 @@ class FlopsUniformSampler(UniformSampler):
     @staticmethod
     def auto_range(table: CostTable, *, samples: int = 2000, seed: int = 0) -> tuple[float, float]:
         """5th-95th percentile of uniform paths' FLOPs: a range for spaces other than the ImageNet one."""
-        sampler = UniformSampler(len(table.space.labels), seed=seed)
-        flops = [table.cost(table.space.canonicalize(
-            dict(zip(table.space.labels, (table.space.choices()[lab][i] for lab, i in
-                                          zip(table.space.labels, sampler.uniform_path())))))).flops
-                 for _ in range(samples)]
+        rng = np.random.default_rng(seed)
+        flops = [table.cost(table.space.sample(rng)).flops for _ in range(samples)]
         return float(np.percentile(flops, 5)), float(np.percentile(flops, 95))

@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     from ..cost import CostTable, LatencyTable, measure_latency
     from ..data import Preprocessing, build_loader
     from ..errors import NniExtError
-    from ..trainers.checkpoint import load_supernet, read_checkpoint, space_of
+    from ..trainers.checkpoint import read_checkpoint, space_of, supernet_from_checkpoint
     from ..trainers.evaluation import evaluate, recalibrate_batchnorm
     from ..trial import get_next_architecture, in_nni_trial, load_architecture
 
@@ -67,15 +67,15 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     if args.threads is not None:
         torch.set_num_threads(max(1, args.threads))
     # declare-the-space mode (`nni-ext ss_gen -t`) needs only the space, not the weights
-    ckpt_info = read_checkpoint(args.checkpoint, kind="spos_supernet")
-    space = space_of(ckpt_info)
-    trained = ckpt_info.get("args", {})
-    del ckpt_info
+    ckpt = read_checkpoint(args.checkpoint, kind="spos_supernet")
+    space = space_of(ckpt)
+    trained = ckpt.get("args", {})
     arch = get_next_architecture(space, fallback=load_architecture(args.arch) if args.arch else None)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           "cpu" if args.device == "auto" else args.device)
     start = time.perf_counter()
-    model, _ = load_supernet(args.checkpoint, device=device)
+    model = supernet_from_checkpoint(ckpt, args.checkpoint, device=device)
+    del ckpt  # the optimizer state is not needed
     model.eval()
     path = model.path_of(arch)
     run_args = trained.get("run", {})
