@@ -27,6 +27,22 @@ def load_architecture(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
+#: metric key under which trials report the parameters they really ran (a JSON string); see :func:`report_final`
+ARCH_KEY = "architecture"
+
+
+def report_final(metrics: Mapping[str, Any], parameters: Mapping[str, Any]) -> None:
+    """``nni.report_final_result`` plus the trial's own parameters under :data:`ARCH_KEY`.
+
+    NNI 3.0's local service can start a trial with another trial's parameters and then exports
+    (for ``nnictl resume``) the parameters it *recorded* beside the metric (microsoft/nni#5726);
+    :meth:`nni_ext.tuners.BaseTuner.import_data` trusts this key over the recorded parameters.
+    """
+    import nni
+
+    nni.report_final_result({**metrics, ARCH_KEY: json.dumps(dict(parameters), sort_keys=True)})
+
+
 def in_nni_trial() -> bool:
     """True inside a trial launched by nnictl."""
     return os.environ.get("NNI_PLATFORM") not in (None, "", "unittest", "standalone")

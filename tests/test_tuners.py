@@ -1,6 +1,7 @@
 """Parameter spaces, constraints, metric normalisation and the ConstrainedRandom tuner (without nnictl)."""
 from __future__ import annotations
 
+import json
 import math
 import pickle
 
@@ -119,6 +120,14 @@ def test_tuner_records_results_imports_data_and_pickles() -> None:
     assert [m["default"] for _, m in tuner.results] == [300.0, 1.0]
     clone = pickle.loads(pickle.dumps(tuner))
     assert clone.generate_parameters(1) == tuner.generate_parameters(1)
+
+
+def test_import_data_trusts_the_parameters_a_trial_reported() -> None:
+    tuner = _tuner(seed=4)
+    ran, recorded = tuner.generate_parameters(0), tuner.generate_parameters(1)
+    metric = json.dumps(json.dumps({"default": 2.0, "architecture": json.dumps(ran)}))  # NNI's double encoding
+    tuner.import_data([{"parameter": recorded, "value": metric}])
+    assert tuner.results == [(ran, {"default": 2.0})]
 
 
 def test_every_tuner_is_registered_under_its_public_path() -> None:

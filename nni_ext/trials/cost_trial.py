@@ -29,7 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ..cli.common import parse_space_args, run_guarded
     from ..cost import CostTable, measure_latency
     from ..spaces import create_space
-    from ..trial import get_next_architecture, in_nni_trial, load_architecture
+    from ..trial import get_next_architecture, in_nni_trial, load_architecture, report_final
 
     args = parse_args(argv)
 
@@ -43,9 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.measure_latency:
             metrics["latency"] = measure_latency(space.build(arch), size).median_ms
         if in_nni_trial():
-            import nni
-
-            nni.report_final_result(metrics)
+            report_final(metrics, arch)
         print(json.dumps(metrics))
         return 0
 

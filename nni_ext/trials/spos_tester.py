@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     from ..errors import NniExtError
     from ..trainers.checkpoint import read_checkpoint, space_of, supernet_from_checkpoint
     from ..trainers.evaluation import evaluate, recalibrate_batchnorm
-    from ..trial import get_next_architecture, in_nni_trial, load_architecture
+    from ..trial import get_next_architecture, in_nni_trial, load_architecture, report_final
 
     if args.recal_batches < 0:
         raise NniExtError(f"--recal-batches {args.recal_batches} must be >= 0")
@@ -110,9 +110,7 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     elif args.measure_latency:
         metrics["latency"] = measure_latency(space.build(arch), crop, device=args.latency_device).median_ms
     if report:
-        import nni
-
-        nni.report_final_result(metrics)
+        report_final(metrics, arch)
     return metrics
 
 

@@ -43,11 +43,7 @@ def normalize_metrics(value: Any) -> dict[str, float]:
     Non-numeric entries (e.g. a genotype string) are dropped; missing or non-finite values
     become NaN so the caller can treat the trial as failed.
     """
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            return {"default": math.nan}
+    value = _decode(value)
     if isinstance(value, Mapping):
         out = {}
         for key, v in value.items():
@@ -58,6 +54,29 @@ def normalize_metrics(value: Any) -> dict[str, float]:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return {"default": float(value)}
     return {"default": math.nan}
+
+
+def _decode(value: Any) -> Any:
+    """A metric as NNI hands it over: the value itself, or JSON-encoded once or twice (exports)."""
+    for _ in range(2):
+        if not isinstance(value, str):
+            break
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    return value
+
+
+def reported_parameters(value: Any) -> dict[str, Any] | None:
+    """The parameters a trial reported with its metric (under ``"architecture"``), or ``None``."""
+    value = _decode(value)
+    text = value.get("architecture") if isinstance(value, Mapping) else None
+    try:
+        params = json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
+    return params if isinstance(params, dict) else None
 
 
 class BaseTuner(Tuner):
@@ -99,12 +118,17 @@ class BaseTuner(Tuner):
         self.issued.pop(parameter_id, None)
 
     def import_data(self, data: list[dict[str, Any]]) -> None:
-        """Replay finished trials (``[{"parameter": ..., "value": ...}]``) so a resumed search continues."""
+        """Replay finished trials (``[{"parameter": ..., "value": ...}]``) so a resumed search continues.
+
+        When the metric carries the parameters the trial really ran (``nni_ext.trial.report_final``),
+        they replace the recorded ones, which NNI 3.0 can mismatch (microsoft/nni#5726).
+        """
         count = 0
         for record in data:
             if "parameter" not in record or "value" not in record:
                 continue
-            self._tell(dict(record["parameter"]), normalize_metrics(record["value"]))
+            self._tell(reported_parameters(record["value"]) or dict(record["parameter"]),
+                       normalize_metrics(record["value"]))
             count += 1
         logger.info("%s: imported %d finished trials", type(self).__name__, count)
 
