@@ -48,15 +48,15 @@ def test_evolution_with_flops_survives_stop_and_resume(tmp_path: Path) -> None:
         while len(before) < POPULATION + 1:
             assert time.time() < deadline and exp.status()["status"] not in experiment.TERMINAL, exp.status()
             time.sleep(1)
-            before = [t for t in exp.trials() if t.metrics and t.status == "SUCCEEDED"]
+            before = [t for t in exp.trials() if t.metrics]
     finally:
         exp.stop()
     exp = experiment.resume(exp.id)
     try:
         assert exp.wait(timeout=400) == "DONE", exp.status()
-        # NNI 3.0 hands a resumed tuner only SUCCEEDED trials: one that reported and was then cancelled by
-        # the stop is invisible to it (and may be proposed again), so the checks use SUCCEEDED trials
-        trials = [t for t in exp.trials() if t.metrics and t.status == "SUCCEEDED"]
+        # every trial with a final metric, including one that reported just before the stop cancelled it
+        # (NNI exports those for import_data too); trials cancelled before reporting are lost on resume
+        trials = [t for t in exp.trials() if t.metrics]
         directory = exp.directory
     finally:
         exp.stop()
