@@ -19,6 +19,7 @@ import yaml
 from torch import nn
 
 from .._io import atomic_write_text
+from ..devices import resolve_device
 from ..errors import TableError
 from .counting import input_shape
 
@@ -39,13 +40,6 @@ class Latency:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None``/``"auto"`` means CUDA when available, else CPU."""
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def measure_latency(model: nn.Module, input_size: int | Sequence[int] = (1, 3, 224, 224), *,

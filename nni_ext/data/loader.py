@@ -6,6 +6,7 @@ from typing import Iterator, Literal, Protocol
 
 import torch
 
+from ..devices import resolve_device
 from ..errors import DataError
 from .dali_loader import DaliLoader, dali_available
 from .folder import index_split
@@ -56,8 +57,7 @@ def build_loader(root: str | os.PathLike, split: str = "train", *, batch_size: i
         raise ValueError(f"rank={rank} must be in [0, world_size={world_size})")
     train = split == "train" if train is None else train
     drop_last = train if drop_last is None else drop_last
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       "cpu" if device == "auto" else device)
+    dev = resolve_device(device)
     index = index_split(root, split)
     if max_per_class is not None:
         index = index.first_per_class(max_per_class)

@@ -14,7 +14,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 import torch
 
-from ..errors import NniExtError
+from ..devices import resolve_device
 
 @dataclass
 class DistInfo:
@@ -28,18 +28,6 @@ class DistInfo:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise NniExtError(f"--device {device!r} is not a device; use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise NniExtError(f"--device {device} asked for CUDA, which this machine's torch cannot use")
-    return dev
 
 
 @contextmanager

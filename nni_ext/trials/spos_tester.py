@@ -57,6 +57,7 @@ def run(args: argparse.Namespace) -> dict[str, float]:
 
     from ..cost import CostTable, LatencyTable, measure_latency
     from ..data import Preprocessing, build_loader
+    from ..devices import resolve_device
     from ..errors import NniExtError
     from ..trainers.checkpoint import read_checkpoint, space_of, supernet_from_checkpoint
     from ..trainers.evaluation import evaluate, recalibrate_batchnorm
@@ -71,8 +72,7 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     space = space_of(ckpt)
     trained = ckpt.get("args", {})
     arch = get_next_architecture(space, fallback=load_architecture(args.arch) if args.arch else None)
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          "cpu" if args.device == "auto" else args.device)
+    device = resolve_device(args.device)
     start = time.perf_counter()
     model = supernet_from_checkpoint(ckpt, args.checkpoint, device=device)
     del ckpt  # the optimizer state is not needed
