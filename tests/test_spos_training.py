@@ -6,7 +6,6 @@ recipe, sampling, checkpoint and resume code paths are those of the full space.
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ from nni_ext.trainers.checkpoint import load_supernet, read_checkpoint
 from nni_ext.trainers.retrain import load_fixed, read_fixed_arc, retrain
 from nni_ext.trainers.sampling import SPOS_FLOPS_BINS, FlopsUniformSampler
 from nni_ext.trainers.supernet import SamplingConfig, build_sampler, is_official_space, train_supernet
+from nni_ext.experiment import free_port
 from nni_ext.trainers.train_loop import Recipe, RunConfig, Trainer, distributed
 
 SMALL = {"stage_repeats": [1, 1], "stage_channels": [16, 32]}
@@ -55,9 +55,7 @@ def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize("ddp", [False, True], ids=["single", "ddp-gloo-1"])
 def test_unsampled_blocks_get_no_update(ddp: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     if ddp:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = free_port()
         for key, value in dict(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1",
                                MASTER_PORT=str(port)).items():
             monkeypatch.setenv(key, value)
