@@ -37,3 +37,22 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 def atomic_write_json(path: str | os.PathLike, obj: Any, *, indent: int | None = 2) -> Path:
     """Serialise ``obj`` as JSON and write it to ``path`` atomically."""
     return atomic_write_text(path, json.dumps(obj, indent=indent) + "\n")
+
+
+def csv_text(rows: list[dict[str, Any]], columns: list[str] | None = None) -> str:
+    """Rows of dicts as CSV text (columns: the given ones, else every key in first-seen order)."""
+    import csv
+    import io
+
+    if columns is None:
+        columns = list(dict.fromkeys(k for row in rows for k in row))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def atomic_write_csv(path: str | os.PathLike, rows: list[dict[str, Any]], columns: list[str] | None = None) -> Path:
+    """Write rows of dicts as CSV to ``path`` atomically."""
+    return atomic_write_text(path, csv_text(rows, columns))

@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 from ._constrained_random import ConstrainedRandomTuner as ConstrainedRandomTuner
+from ._moo import MultiObjectiveTuner as MultiObjectiveTuner
+from ._moo import NSGA2Tuner as NSGA2Tuner
+from ._moo import SMSEMOATuner as SMSEMOATuner
+from ._moo import SPEA2Tuner as SPEA2Tuner
 from ._spos_evolution import EvolutionWithFlops as EvolutionWithFlops
 from ._spos_evolution import EvolutionWithLatency as EvolutionWithLatency
 from .base import BaseTuner as BaseTuner
@@ -9,5 +13,6 @@ from .base import register_tuner as register_tuner
 from .base import registered_tuners as registered_tuners
 from .params import ParameterSpace as ParameterSpace
 
-__all__ = ["BaseTuner", "ConstrainedRandomTuner", "EvolutionWithFlops", "EvolutionWithLatency", "ParameterSpace",
+__all__ = ["BaseTuner", "ConstrainedRandomTuner", "EvolutionWithFlops", "EvolutionWithLatency", "MultiObjectiveTuner",
+           "NSGA2Tuner", "ParameterSpace", "SMSEMOATuner", "SPEA2Tuner",
            "register_tuner", "registered_tuners"]
