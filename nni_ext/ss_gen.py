@@ -12,10 +12,13 @@ import os
 import shlex
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ._io import atomic_write_text
 from .errors import NniExtError
-from .spaces.base import SearchSpace
+
+if TYPE_CHECKING:  # importing nni_ext.spaces loads torch: trials that only report stay light
+    from .spaces.base import SearchSpace
 
 SS_GEN_ENV = "NNI_GEN_SEARCH_SPACE"
 DEFAULT_FILE = "nni_auto_gen_search_space.json"

@@ -5,11 +5,13 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from .errors import NniExtError
-from .spaces.base import Architecture, SearchSpace
 from .ss_gen import SS_GEN_ENV, write_search_space
+
+if TYPE_CHECKING:  # importing nni_ext.spaces loads torch: trials that only report stay light
+    from .spaces.base import Architecture, SearchSpace
 
 logger = logging.getLogger(__name__)
 

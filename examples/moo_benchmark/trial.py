@@ -2,7 +2,8 @@
 
 The decision variables are the trial's parameters ``x0 .. x{n-1}`` (their count sets ``n_var``); the
 report is ``{"default": f1, "f2": f2[, "f3": f3]}``, all minimised. ``--fail-above T`` makes trials
-whose ``x0`` exceeds ``T`` crash (exit 1) and ``--nan-above T`` report NaN, to exercise failure handling.
+whose ``x1`` exceeds ``T`` crash (exit 1) and ``--nan-above T`` those whose ``x2`` does report NaN, to
+exercise failure handling.
 
 Usage as a ``trialCommand``::
 
@@ -41,8 +42,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--problem", choices=PROBLEMS, default="zdt1")
     parser.add_argument("--write-space", metavar="FILE", help="write the NNI search space and exit")
     parser.add_argument("--n-var", type=int, default=30, help="variables for --write-space (default 30)")
-    parser.add_argument("--fail-above", type=float, default=None, help="crash when x0 > this")
-    parser.add_argument("--nan-above", type=float, default=None, help="report NaN when x0 > this")
+    parser.add_argument("--fail-above", type=float, default=None, help="crash when x1 > this")
+    parser.add_argument("--nan-above", type=float, default=None, help="report NaN when x2 > this")
     args = parser.parse_args(argv)
     if args.write_space:
         with open(args.write_space, "w") as fh:
@@ -51,11 +52,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     import nni
 
     params = nni.get_next_parameter()
-    if args.fail_above is not None and params["x0"] > args.fail_above:
-        print(f"x0={params['x0']:.3f} > {args.fail_above}: failing on purpose", file=sys.stderr)
+    if args.fail_above is not None and params["x1"] > args.fail_above:
+        print(f"x1={params['x1']:.3f} > {args.fail_above}: failing on purpose", file=sys.stderr)
         return 1
     metrics = evaluate(args.problem, params)
-    if args.nan_above is not None and params["x0"] > args.nan_above:
+    if args.nan_above is not None and params["x2"] > args.nan_above:
         metrics["default"] = math.nan
     from nni_ext.trial import report_final
 

@@ -36,7 +36,7 @@ from .._io import atomic_write_json, atomic_write_text
 from ..errors import NniExtError
 from ..spaces.ofa_mbv3 import OfaMbv3Space, to_ofa
 from .efficiency import FlopsModel, LatencyModel
-from .predictor import AccuracyPredictor
+from .predictor import AccuracyPredictor, single_thread
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +115,8 @@ def make_algorithm(name: str, population: int) -> Any:
     if population < 2:
         raise ValueError(f"population={population} must be at least 2")
     return classes[name](pop_size=population, sampling=IntegerRandomSampling(),
-                         crossover=SBX(prob=0.9, eta=15, vtype=float, repair=RoundingRepair()),
-                         mutation=PM(eta=20, vtype=float, repair=RoundingRepair()),
+                         crossover=SBX(prob=1.0, eta=3.0, vtype=float, repair=RoundingRepair()),
+                         mutation=PM(prob=1.0, eta=3.0, vtype=float, repair=RoundingRepair()),
                          repair=CanonicalRepair(), eliminate_duplicates=True)
 
 
@@ -207,7 +207,8 @@ def run_search(*, predictor: AccuracyPredictor, efficiency: FlopsModel | Latency
     ref = np.array(reference if reference is not None else (REFERENCE_ERROR, efficiency.reference), dtype=float)
     recorder = _Recorder(ref, log_every, generations)
     start = time.perf_counter()
-    res = minimize(problem, algo, ("n_gen", generations), seed=int(seed), callback=recorder, verbose=False)
+    with single_thread():
+        res = minimize(problem, algo, ("n_gen", generations), seed=int(seed), callback=recorder, verbose=False)
     seconds = time.perf_counter() - start
     X = np.rint(res.pop.get("X")).astype(np.int64)
     F = res.pop.get("F")
