@@ -48,6 +48,7 @@ class Trial:
     parameter_id: str | None
     parameters: dict[str, Any] | None
     metrics: dict[str, Any] | None
+    finished_at: int | None = None  # ms timestamp of the final metric, where known
 
 
 @dataclass

@@ -8,28 +8,14 @@ win over NNI's record, which can be mismatched (microsoft/nni#5726).
 """
 from __future__ import annotations
 
-import json
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import NniExtError
-from .tuners.base import reported_parameters
-
-FINISHED_OK = "SUCCEEDED"
-
-
-@dataclass
-class TrialResult:
-    """One trial: its status, the parameters it ran and its final metric dict (``None`` if none)."""
-
-    trial_id: str
-    status: str
-    parameter_id: int | None
-    parameters: dict[str, Any] | None
-    metrics: dict[str, Any] | None
-    finished_at: int | None = None  # ms timestamp of the final metric
+from .experiment import Trial as TrialResult
+from .tuners.base import decode_metric, reported_parameters
 
 
 @dataclass
@@ -74,18 +60,6 @@ def find_experiment_dir(ref: str) -> Path:
                       "or the experiment's directory (the one holding db/nni.sqlite)")
 
 
-def _json(text: Any) -> Any:
-    value = text
-    for _ in range(2):  # NNI stores metrics JSON-encoded twice
-        if not isinstance(value, str):
-            break
-        try:
-            value = json.loads(value)
-        except ValueError:
-            return None
-    return value
-
-
 def load_experiment(ref: str) -> ExperimentResults:
     """Read experiment ``ref`` (id or directory) from its database."""
     directory = find_experiment_dir(ref)
@@ -102,20 +76,20 @@ def load_experiment(ref: str) -> ExperimentResults:
             db.close()
     except sqlite3.Error as exc:
         raise NniExtError(f"cannot read {db_path}: {exc}; is it an NNI 3.0 experiment directory?") from None
-    config = _json(row[0]) if row else {}
+    config = decode_metric(row[0]) if row else {}
     status: dict[str, str] = {}
-    issued: dict[int, dict[str, Any]] = {}
-    trial_pid: dict[str, int] = {}
+    issued: dict[str, dict[str, Any]] = {}
+    trial_pid: dict[str, str] = {}
     for trial_id, event, data, _ in events:
         status[trial_id] = event
-        record = _json(data) if data else None
+        record = decode_metric(data) if data else None
         if isinstance(record, dict) and "parameter_id" in record:
-            pid = int(record["parameter_id"])
+            pid = str(record["parameter_id"])
             issued[pid] = record.get("parameters") or {}
             trial_pid.setdefault(trial_id, pid)
-    final: dict[str, tuple[int | None, Any, int]] = {}
+    final: dict[str, tuple[str | None, Any, int | None]] = {}
     for trial_id, pid, data, stamp in metrics:
-        final.setdefault(trial_id, (int(pid) if pid not in (None, "") else None, _json(data), stamp))
+        final.setdefault(trial_id, (str(pid) if pid not in (None, "") else None, decode_metric(data), stamp))
     trials = []
     for trial_id, event in status.items():
         pid, value, stamp = final.get(trial_id, (trial_pid.get(trial_id), None, None))

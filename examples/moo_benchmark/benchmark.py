@@ -34,7 +34,6 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 
-from trial import evaluate as evaluate_problem  # noqa: E402
 from trial import search_space  # noqa: E402
 
 N_VAR = {"zdt1": 30, "zdt2": 30, "zdt3": 30, "dtlz2": 12}

@@ -78,6 +78,8 @@ class MultiObjectiveTuner(BaseTuner):
     """
 
     algorithm_name: ClassVar[str] = ""
+    #: ``module:class`` of the pymoo algorithm whose mating and survival operators the tuner uses
+    pymoo_algorithm: ClassVar[str] = ""
 
     def __init__(self, *, objectives: Mapping[str, str], constraints: Mapping[str, Any] | None = None,
                  population_size: int = 50, offspring_size: int | None = None, num_generations: int | None = None,
@@ -120,7 +122,11 @@ class MultiObjectiveTuner(BaseTuner):
     # ------------------------------------------------------------------ hooks
     def _make_algorithm(self) -> Any:
         """Hook: the pymoo algorithm whose ``mating`` and ``survival`` this tuner uses."""
-        raise NotImplementedError
+        import importlib
+
+        module, _, name = self.pymoo_algorithm.partition(":")
+        cls = getattr(importlib.import_module(module), name)
+        return cls(pop_size=self.population_size, n_offsprings=self.offspring_size)
 
     # --------------------------------------------------------------- set-up
     def _cost_model(self, space: str, space_args: Mapping[str, Any] | None, input_size: int | None) -> Any:
@@ -377,11 +383,7 @@ class NSGA2Tuner(MultiObjectiveTuner):
     """
 
     algorithm_name = "NSGA2"
-
-    def _make_algorithm(self) -> Any:
-        from pymoo.algorithms.moo.nsga2 import NSGA2
-
-        return NSGA2(pop_size=self.population_size, n_offsprings=self.offspring_size)
+    pymoo_algorithm = "pymoo.algorithms.moo.nsga2:NSGA2"
 
 
 @register_tuner("SMSEMOA")
@@ -392,11 +394,7 @@ class SMSEMOATuner(MultiObjectiveTuner):
     """
 
     algorithm_name = "SMSEMOA"
-
-    def _make_algorithm(self) -> Any:
-        from pymoo.algorithms.moo.sms import SMSEMOA
-
-        return SMSEMOA(pop_size=self.population_size, n_offsprings=self.offspring_size)
+    pymoo_algorithm = "pymoo.algorithms.moo.sms:SMSEMOA"
 
 
 @register_tuner("SPEA2")
@@ -407,8 +405,4 @@ class SPEA2Tuner(MultiObjectiveTuner):
     """
 
     algorithm_name = "SPEA2"
-
-    def _make_algorithm(self) -> Any:
-        from pymoo.algorithms.moo.spea2 import SPEA2
-
-        return SPEA2(pop_size=self.population_size, n_offsprings=self.offspring_size)
+    pymoo_algorithm = "pymoo.algorithms.moo.spea2:SPEA2"

@@ -43,7 +43,7 @@ def normalize_metrics(value: Any) -> dict[str, float]:
     Non-numeric entries (e.g. a genotype string) are dropped; missing or non-finite values
     become NaN so the caller can treat the trial as failed.
     """
-    value = _decode(value)
+    value = decode_metric(value)
     if isinstance(value, Mapping):
         out = {}
         for key, v in value.items():
@@ -56,8 +56,8 @@ def normalize_metrics(value: Any) -> dict[str, float]:
     return {"default": math.nan}
 
 
-def _decode(value: Any) -> Any:
-    """A metric as NNI hands it over: the value itself, or JSON-encoded once or twice (exports)."""
+def decode_metric(value: Any) -> Any:
+    """A metric as NNI hands it over or stores it: the value itself, or JSON-encoded once or twice."""
     for _ in range(2):
         if not isinstance(value, str):
             break
@@ -70,7 +70,7 @@ def _decode(value: Any) -> Any:
 
 def reported_parameters(value: Any) -> dict[str, Any] | None:
     """The parameters a trial reported with its metric (under ``"architecture"``), or ``None``."""
-    value = _decode(value)
+    value = decode_metric(value)
     text = value.get("architecture") if isinstance(value, Mapping) else None
     try:
         params = json.loads(text) if isinstance(text, str) else None
