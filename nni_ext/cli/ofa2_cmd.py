@@ -41,6 +41,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--resolutions", default=None, help="comma-separated resolutions the archive uses (default "
                                                         "160..224; the predictor covers 128..224)")
     f.set_defaults(func=run_fit_cmd)
+    from .ofa2_extra_cmd import add_subcommands
+
+    add_subcommands(ofa2)  # init-supernet
 
 
 def _space(resolutions: str | None) -> Any:

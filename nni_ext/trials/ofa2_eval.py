@@ -1,0 +1,144 @@
+"""OFA² evaluation trial: one OFA MobileNetV3 sub-network with inherited weights, BN recalibrated, top-1/top-5 measured.
+
+Builds the OFA supernet (its classes from the checkpoint's classifier), loads the weights given
+by path (a state dict or ``{"state_dict": ...}``; nothing is downloaded), takes this trial's
+sub-network with inherited weights, resets and re-estimates its BatchNorm statistics on
+``--calib-images`` training images at the architecture's resolution ``r`` (OFA's protocol:
+2,000 images, train-mode forward passes without gradients), evaluates on the held-out split
+at ``r`` and reports::
+
+    {"default": top1, "top5": ..., "flops": MACs, "params": ..., "latency": ms (with --latency-tables
+     or --measure-latency), "top1_before_recalibration": ... (with --eval-before)}
+
+Accuracies are fractions; FLOPs/params are counted exactly on the built sub-network. As an
+nnictl trialCommand (NSGA-II: ``configs/ofa2_eval_digits.yml``; ImageNet: OFA's
+``ofa_mbv3_d234_e346_k357_w1.2`` weights, the default resolutions and the note10 tables)::
+
+    python -m nni_ext.trials.ofa2_eval --supernet ofa_mbv3_d234_e346_k357_w1.2 --data data/imagenet \\
+        --latency-tables ../shared/data/ofa/note10
+
+Standalone, with a randomly initialised 10-class supernet on the embedded digits::
+
+    nni-ext data digits data/digits
+    nni-ext ofa2 init-supernet --num-classes 10 --out runs/ofa2-digits/supernet.pth
+    python -m nni_ext.trials.ofa2_eval --supernet runs/ofa2-digits/supernet.pth --data data/digits \\
+        --resolutions 32,48,64 --calib-images 256 --arch arch.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from typing import Sequence
+
+from .ofa2_predictor_trial import latency_model, parse_resolutions, read_architecture
+
+
+def build_arg_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m nni_ext.trials.ofa2_eval", description=__doc__.splitlines()[0])
+    p.add_argument("--supernet", required=True, help="OFA MobileNetV3 w1.2 supernet weights (a state dict or "
+                                                     "{'state_dict': ...}; `nni-ext ofa2 init-supernet` makes one)")
+    p.add_argument("--data", required=True, help="dataset root with train/ and the evaluation split (ImageNet layout)")
+    p.add_argument("--arch", help="architecture JSON (NNI labels or an OFA dict) for a standalone run")
+    p.add_argument("--resolutions", type=parse_resolutions, default=None,
+                   help="comma-separated input resolutions of the space (default 160,176,192,208,224); must match "
+                        "the search space file")
+    p.add_argument("--calib-images", type=int, default=2000, help="training images for BN recalibration (OFA: 2000)")
+    p.add_argument("--calib-batch-size", type=int, default=100, help="images per recalibration batch (OFA: 100)")
+    p.add_argument("--val-split", default="val", help="held-out split to evaluate (default val)")
+    p.add_argument("--val-per-class", type=int, default=None,
+                   help="evaluate on the first N images of each class (a fixed, class-balanced subset)")
+    p.add_argument("--val-batch-size", type=int, default=200)
+    p.add_argument("--eval-before", action="store_true",
+                   help="also evaluate before recalibration (intermediate result 'top1_before_recalibration')")
+    p.add_argument("--latency-tables", help="folder of OFA <resolution>_lookup_table.yaml files or one table: "
+                                            "report 'latency' (ms) from it")
+    p.add_argument("--measure-latency", action="store_true", help="report 'latency' (ms) measured on --device")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    p.add_argument("--backend", choices=["auto", "dali", "torchvision"], default="auto")
+    p.add_argument("--workers", type=int, default=2, help="loader worker processes/threads")
+    p.add_argument("--seed", type=int, default=0, help="seed of the recalibration images and augmentation")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch (use 1 when several trials share a CPU)")
+    return p
+
+
+def run(args: argparse.Namespace) -> dict[str, float]:
+    """Evaluate this trial's sub-network; reports the metrics under nnictl and returns them."""
+    import torch
+
+    from ..cost import count, measure_latency
+    from ..data import Preprocessing, build_loader
+    from ..devices import resolve_device
+    from ..errors import NniExtError
+    from ..spaces.ofa_mbv3 import OfaMbv3Space, load_supernet, subnet, to_ofa
+    from ..trainers.evaluation import evaluate, recalibrate_batchnorm
+    from ..trial import get_next_architecture, in_nni_trial, report_final
+
+    if args.calib_images < 0 or args.calib_batch_size < 1:
+        raise NniExtError(f"--calib-images {args.calib_images} must be >= 0 and --calib-batch-size "
+                          f"{args.calib_batch_size} >= 1")
+    if args.threads is not None:
+        torch.set_num_threads(max(1, args.threads))
+    torch.manual_seed(args.seed)
+    resolutions = {"resolutions": args.resolutions} if args.resolutions else {}
+    # declare-the-space mode (`nni-ext ss_gen -t`) and the architecture need only the labels, not the weights
+    arch = get_next_architecture(OfaMbv3Space(**resolutions),
+                                 fallback=read_architecture(args.arch, OfaMbv3Space(**resolutions))
+                                 if args.arch else None)
+    start = time.perf_counter()
+    supernet = load_supernet(args.supernet)
+    space = OfaMbv3Space(num_classes=supernet.classifier.out_features, **resolutions)
+    latency = latency_model(args.latency_tables, OfaMbv3Space(num_classes=space.config["num_classes"],
+                                                              resolutions=[arch["r"]])) if args.latency_tables else None
+    device = resolve_device(args.device)
+    model = subnet(supernet, to_ofa(arch), preserve_weight=True).to(device).eval()
+    del supernet
+    resolution = arch["r"]
+    cost = count(model, resolution)
+    prep = Preprocessing.for_crop(resolution)
+    val = build_loader(args.data, args.val_split, batch_size=args.val_batch_size, train=False, backend=args.backend,
+                       device=device, preprocessing=prep, num_workers=args.workers, max_per_class=args.val_per_class)
+    report = in_nni_trial()
+    metrics: dict[str, float] = {}
+    if args.eval_before:
+        metrics["top1_before_recalibration"] = evaluate(model, val)["top1"]
+        if report:
+            import nni
+
+            nni.report_intermediate_result({"default": metrics["top1_before_recalibration"], "stage": 0})
+    calibrated = 0
+    if args.calib_images:
+        batch = min(args.calib_batch_size, args.calib_images)
+        train = build_loader(args.data, "train", batch_size=batch, train=True, backend=args.backend, device=device,
+                             preprocessing=prep, num_workers=args.workers, seed=args.seed)
+        calibrated = recalibrate_batchnorm(model, [model], train, math.ceil(args.calib_images / batch))
+    after = evaluate(model, val)
+    metrics = {"default": after["top1"], "top5": after["top5"], "flops": cost.flops, "params": cost.params,
+               **metrics, "calib_images": calibrated, "val_images": after["images"]}
+    if latency is not None:
+        metrics["latency"] = float(latency.latency(latency.space.to_matrix([arch]))[0])
+    elif args.measure_latency:
+        metrics["latency"] = measure_latency(model, resolution, device=device).median_ms
+    metrics["seconds"] = time.perf_counter() - start
+    if report:
+        report_final(metrics, arch)
+    return metrics
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from ..cli.common import run_guarded
+
+    args = build_arg_parser().parse_args(argv)
+
+    def go() -> int:
+        print(json.dumps(run(args)))
+        return 0
+
+    return run_guarded(go)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
