@@ -116,6 +116,8 @@ class MultiObjectiveTuner(BaseTuner):
         self.generation, self.issued_in_gen, self.ended_in_gen = 0, 0, 0
         self.rejected_before_dispatch = 0
         self.hv_history: list[dict[str, Any]] = []
+        self._front: list[Record] = []  # see front()
+        self._front_pending: list[Record] = []
         self.algorithm: Any = None
         self.problem: Any = None
 
@@ -244,6 +246,7 @@ class MultiObjectiveTuner(BaseTuner):
         record.F = F
         record.G = np.array([c.violation(metrics[c.metric]) for c in self.constraints], dtype=float)
         record.status = "ok"
+        self._front_pending.append(record)
 
     def _ended(self, record: Record) -> None:
         if record.status == "ok":
@@ -308,21 +311,25 @@ class MultiObjectiveTuner(BaseTuner):
         return [r for r in self.records if r.status != "running"]
 
     def front(self) -> list[Record]:
-        """The current Pareto front of all successful results (constrained domination)."""
+        """The current Pareto front of all successful results (constrained domination).
+
+        Kept incrementally: the first front of a set equals the first front of (the old front ∪ the new
+        results), because constrained domination is transitive.
+        """
         from ..pareto import non_dominated
 
-        ok = [r for r in self.records if r.status == "ok"]
-        if not ok:
-            return []
-        F = np.array([r.F for r in ok])
-        cv = np.array([r.cv for r in ok])
-        return [ok[i] for i in non_dominated(F, cv)]
+        if self._front_pending:
+            pool = self._front + self._front_pending
+            F = np.array([r.F for r in pool])
+            cv = np.array([r.cv for r in pool])
+            self._front, self._front_pending = [pool[i] for i in non_dominated(F, cv)], []
+        return list(self._front)
 
-    def current_hypervolume(self) -> float | None:
+    def current_hypervolume(self, front: list[Record] | None = None) -> float | None:
         """Hypervolume of the feasible front (``None`` until a reference point exists)."""
         from ..pareto import default_reference_point, hypervolume
 
-        feasible = [r for r in self.front() if r.cv <= 0]
+        feasible = [r for r in (self.front() if front is None else front) if r.cv <= 0]
         if self.reference is None and feasible:
             self.reference = default_reference_point(np.array([r.F for r in feasible]))
             logger.info("%s: hypervolume reference point fixed at %s", self.algorithm_name,
@@ -333,7 +340,7 @@ class MultiObjectiveTuner(BaseTuner):
 
     def _report_generation(self) -> None:
         front = self.front()
-        hv = self.current_hypervolume()
+        hv = self.current_hypervolume(front)
         evaluated = len(self.archive())
         failed = sum(r.status == "failed" for r in self.records)
         self.hv_history.append({"generation": self.generation, "evaluated": evaluated, "failed": failed,
