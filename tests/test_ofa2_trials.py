@@ -12,12 +12,24 @@ import yaml
 from nni_ext import experiment
 from nni_ext.cost import count
 from nni_ext.ofa2 import AccuracyPredictor, FlopsModel, LatencyModel
-from nni_ext.spaces import create_space
 from nni_ext.spaces.ofa_mbv3 import OfaMbv3Space, to_ofa
+from nni_ext.ss_gen import search_space_json
 
 from .conftest import REPO, run_cli
 
 TRIALS = 4
+#: the space of configs/ofa2_eval_digits.yml (`--resolutions 32,48,64`, 10 classes)
+DIGITS_RESOLUTIONS = [32, 48, 64]
+
+
+def digits_space() -> OfaMbv3Space:
+    return OfaMbv3Space(num_classes=10, resolutions=DIGITS_RESOLUTIONS)
+
+
+def test_digits_search_space_file_matches_the_trial_space() -> None:
+    path = REPO / "search_spaces" / "ofa-mbv3-digits.json"
+    assert path.read_text() == search_space_json(digits_space()), (
+        f"{path} drifted; regenerate it with the `nni-ext ss_gen -t` command in nni_ext/trials/ofa2_eval.py")
 
 
 @pytest.mark.timeout(120)
@@ -64,7 +76,7 @@ def test_supernet_checkpoint_errors_are_one_line(digits_supernet: Path, digits_r
     assert state["classifier.linear.weight"].shape == (10, 1536)
     state["first_conv.conv.weight"] = state["first_conv.conv.weight"][:16]  # a narrower stem (another width)
     torch.save(state, tmp_path / "narrow.pth")  # a plain state dict is accepted
-    (tmp_path / "arch.json").write_text(json.dumps(create_space("ofa-mbv3-digits").smallest()))
+    (tmp_path / "arch.json").write_text(json.dumps(digits_space().smallest()))
     base = ["--data", str(digits_root), "--resolutions", "32,48,64", "--arch", str(tmp_path / "arch.json")]
     for ckpt, message in ((tmp_path / "none.pth", "not found"), (tmp_path / "arch.json", "not a PyTorch file"),
                           (tmp_path / "narrow.pth", "size mismatch for first_conv.conv.weight")):
@@ -101,7 +113,7 @@ def eval_experiment(tmp_path_factory: pytest.TempPathFactory, digits_root: Path,
 def test_eval_trial_under_nnictl_reports_every_objective(eval_experiment) -> None:  # type: ignore[no-untyped-def]
     directory, trials = eval_experiment
     assert len(trials) == TRIALS and all(t.status == "SUCCEEDED" for t in trials), [t.status for t in trials]
-    space = create_space("ofa-mbv3-digits")
+    space = digits_space()
     archs = [space.validate(json.loads(t.metrics["architecture"])) for t in trials]
     X = space.to_matrix(archs)
     flops = FlopsModel(space)

@@ -23,6 +23,11 @@ Standalone, with a randomly initialised 10-class supernet on the embedded digits
     nni-ext ofa2 init-supernet --num-classes 10 --out runs/ofa2-digits/supernet.pth
     python -m nni_ext.trials.ofa2_eval --supernet runs/ofa2-digits/supernet.pth --data data/digits \\
         --resolutions 32,48,64 --calib-images 256 --arch arch.json
+
+The search-space file of other resolutions comes from the trial (``--supernet``/``--data`` are not read)::
+
+    nni-ext ss_gen -t "python -m nni_ext.trials.ofa2_eval --supernet - --data - --resolutions 32,48,64" \\
+        -o search_spaces/ofa-mbv3-digits.json
 """
 from __future__ import annotations
 

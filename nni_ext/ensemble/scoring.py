@@ -1,0 +1,257 @@
+"""Soft-voting ensemble accuracy and latency from sparse top-k tables, for a whole population at once.
+
+The ensemble of a membership row ``b`` (``b[m] = 1`` when model ``m`` is a member) predicts, for each
+image, the class with the largest summed top-k probability over its members (unweighted soft voting,
+the seed's ``EnsembleProblemSoft``; a class outside a member's top-k adds 0).
+
+**Tie rule.** An image counts as correct only if the label's summed probability is *strictly* larger than
+every other class's; a tie for the top score is an error (there is no winner, and ``np.argmax``'s
+pick of the lowest class id would be arbitrary). Sums are taken in float64 over float32 probabilities,
+which is exact for probabilities above about 1e-7, so the decision does not depend on summation order.
+
+**How it is fast.** :class:`SoftVotingScorer` compiles the tables once, per image:
+
+* classes whose probability is strictly below the label's in every model can never win and are dropped;
+* an image where some class is at least the label's in every model is wrong for every ensemble, and an
+  image with no class left is right for every non-empty ensemble (constants, never recomputed);
+* among the remaining ("threat") classes of a contested image, one that another threat matches or beats
+  in every model is dropped too (it can never be the strongest rival).
+
+A contested image is right for ensemble ``b`` iff ``b @ p_label > max_t b @ p_t`` over its threats, so a
+population ``B`` (``P x models``) is scored with two matrix products ``B @ Y`` and ``B @ T`` and one
+segmented maximum; memory is ``models x (contested images + threats)``, never models x images x classes.
+Results are cached per membership row, as an evolutionary search revisits ensembles.
+
+Example:
+    >>> from nni_ext.ensemble.tables import synthetic_tables
+    >>> t = synthetic_tables(models=4, images=200, classes=50, seed=0)
+    >>> B = np.array([[1, 0, 0, 0], [1, 1, 1, 1]], dtype=bool)
+    >>> bool(np.allclose(SoftVotingScorer(t).accuracy(B), dense_accuracy(t, B)))
+    True
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from .tables import TopKTables
+
+log = logging.getLogger(__name__)
+
+Criterion = Literal["max", "sum"]
+CRITERIA = ("max", "sum")
+
+
+def ensemble_latency(membership: np.ndarray, latency: np.ndarray, *, criterion: str) -> np.ndarray:
+    """``(P,)`` latency of each ensemble: ``max`` of its members' (run in parallel) or their ``sum`` (in turn).
+
+    An empty ensemble has latency 0.
+    """
+    B = _membership(membership, len(latency))
+    lat = np.asarray(latency, dtype=float)
+    if criterion == "max":
+        return np.where(B, lat[None, :], 0.0).max(axis=1, initial=0.0)
+    if criterion == "sum":
+        return B.astype(float) @ lat
+    raise ValueError(f"criterion={criterion!r}; use 'max' (members run in parallel) or 'sum' (one after another)")
+
+
+def _membership(membership: np.ndarray, n_models: int) -> np.ndarray:
+    B = np.asarray(membership)
+    if B.ndim == 1:
+        B = B[None, :]
+    if B.ndim != 2 or B.shape[1] != n_models:
+        raise ValueError(f"membership has shape {np.shape(membership)}; expected (ensembles, {n_models}) of 0/1")
+    return B.astype(bool, copy=False)
+
+
+@dataclass(frozen=True)
+class CompileStats:
+    """How the tables reduced: images decided for every ensemble and what the matrix products cover."""
+
+    images: int
+    always_right: int
+    always_wrong: int
+    contested: int
+    threats: int
+    seconds: float
+
+
+class SoftVotingScorer:
+    """Accuracy of soft-voting ensembles of the models in ``tables`` (see the module docstring).
+
+    Args:
+        tables: the models' top-k tables.
+        chunk: images compiled at a time (bounds the compile's memory).
+        cache_size: membership rows whose correct-count is remembered (0: no cache).
+    """
+
+    def __init__(self, tables: TopKTables, *, chunk: int = 512, cache_size: int = 1_000_000) -> None:
+        import time
+
+        if chunk < 1:
+            raise ValueError(f"chunk={chunk} must be at least 1")
+        if cache_size < 0:
+            raise ValueError(f"cache_size={cache_size} must be 0 (no cache) or more")
+        start = time.perf_counter()
+        self.n_models, self.n_images = tables.n_models, tables.n_images
+        self.cache_size = cache_size
+        self._cache: dict[bytes, int] = {}
+        ys, ts, counts = [], [], []
+        right = wrong = 0
+        for a in range(0, self.n_images, chunk):
+            b = min(a + chunk, self.n_images)
+            y, t, c, r, w = _compile_chunk(tables.ids[:, a:b], tables.probs[:, a:b], tables.labels[a:b])
+            ys.append(y)
+            ts.append(t)
+            counts.append(c)
+            right, wrong = right + r, wrong + w
+        self.always_right = right
+        #: (models, contested) label probabilities and (models, threats) rival probabilities, float64
+        self.Y = np.ascontiguousarray(np.concatenate(ys, axis=0).T) if ys else np.zeros((self.n_models, 0))
+        self.T = np.ascontiguousarray(np.concatenate(ts, axis=0).T) if ts else np.zeros((self.n_models, 0))
+        per_image = np.concatenate(counts) if counts else np.zeros(0, dtype=np.int64)
+        self._starts = np.concatenate([[0], np.cumsum(per_image)[:-1]]).astype(np.intp)
+        self.stats = CompileStats(images=self.n_images, always_right=right, always_wrong=wrong,
+                                  contested=int(self.Y.shape[1]), threats=int(self.T.shape[1]),
+                                  seconds=time.perf_counter() - start)
+        log.info("compiled %d images: %d always right, %d always wrong, %d contested with %d threats (%.2f s)",
+                 self.n_images, right, wrong, self.stats.contested, self.stats.threats, self.stats.seconds)
+
+    def correct(self, membership: np.ndarray) -> np.ndarray:
+        """``(P,)`` number of images each ensemble gets right (0 for an empty ensemble)."""
+        B = _membership(membership, self.n_models)
+        if not self.cache_size:
+            return self._correct(B)
+        keys = [row.tobytes() for row in np.packbits(B, axis=1)]
+        out = np.empty(len(B), dtype=np.int64)
+        todo: dict[bytes, list[int]] = {}
+        for i, key in enumerate(keys):
+            hit = self._cache.get(key)
+            if hit is None:
+                todo.setdefault(key, []).append(i)
+            else:
+                out[i] = hit
+        if todo:
+            first = [rows[0] for rows in todo.values()]
+            fresh = self._correct(B[first])
+            if len(self._cache) + len(todo) > self.cache_size:
+                self._cache.clear()
+            for (key, rows), value in zip(todo.items(), fresh):
+                out[rows] = value
+                self._cache[key] = int(value)
+        return out
+
+    def accuracy(self, membership: np.ndarray) -> np.ndarray:
+        """``(P,)`` share of images each ensemble gets right (soft voting, ties are errors)."""
+        return self.correct(membership) / self.n_images
+
+    def _correct(self, B: np.ndarray) -> np.ndarray:
+        Bf = B.astype(np.float64)
+        count = np.full(len(B), self.always_right, dtype=np.int64)
+        if self.Y.shape[1]:
+            label = Bf @ self.Y
+            rival = np.maximum.reduceat(Bf @ self.T, self._starts, axis=1)
+            count += np.count_nonzero(label > rival, axis=1)
+        count[~B.any(axis=1)] = 0
+        return count
+
+
+def _compile_chunk(ids: np.ndarray, probs: np.ndarray, labels: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
+    """Reduce the tables of some images; see :class:`SoftVotingScorer`.
+
+    Returns ``(Y (contested, models), T (threats, models), threats per contested image, right, wrong)``.
+    """
+    M, n, k = ids.shape
+    cls = ids.transpose(1, 0, 2).reshape(n, M * k)
+    p = probs.transpose(1, 0, 2).reshape(n, M * k).astype(np.float64)
+    model = np.repeat(np.arange(M), k)
+    # local class index per image: 0..U-1 in class-id order
+    order = np.argsort(cls, axis=1, kind="stable")
+    sorted_cls = np.take_along_axis(cls, order, axis=1)
+    local_sorted = np.concatenate([np.zeros((n, 1), dtype=np.int64),
+                                   np.cumsum(sorted_cls[:, 1:] != sorted_cls[:, :-1], axis=1)], axis=1)
+    local = np.empty_like(local_sorted)
+    np.put_along_axis(local, order, local_sorted, axis=1)
+    n_local = local_sorted[:, -1] + 1
+    U = int(n_local.max())
+    rows = np.arange(n)[:, None]
+    W = np.bincount(((rows * U + local) * M + model[None, :]).ravel(), weights=p.ravel(),
+                    minlength=n * U * M).reshape(n, U, M)  # (image, local class, model); duplicates add up
+    is_label = cls == labels[:, None]
+    label_local = np.where(is_label.any(axis=1), np.where(is_label, local, -1).max(axis=1), -1)
+    p_label = np.where(label_local[:, None] >= 0, W[np.arange(n), np.maximum(label_local, 0)], 0.0)  # (n, M)
+    valid = np.arange(U)[None, :] < n_local[:, None]
+    valid &= np.arange(U)[None, :] != label_local[:, None]
+    ge = W >= p_label[:, None, :]
+    candidate = valid & ge.any(axis=2)  # can tie or beat the label for some ensemble
+    wrong = (candidate & ge.all(axis=2)).any(axis=1)
+    right = ~wrong & ~candidate.any(axis=1)
+    contested = np.flatnonzero(~wrong & ~right)
+    ys, ts, counts = [], [], []
+    if len(contested):
+        cand = candidate[contested]
+        width = int(cand.sum(axis=1).max())
+        slot = np.argsort(~cand, axis=1, kind="stable")[:, :width]  # candidate columns first
+        live = np.take_along_axis(cand, slot, axis=1)  # (c, width)
+        Wc = W[contested[:, None], slot]  # (c, width, M)
+        keep = live & ~_dominated(Wc, live)
+        counts = keep.sum(axis=1)
+        ts = Wc[keep]
+        ys = p_label[contested]
+    else:
+        ys, ts, counts = np.zeros((0, M)), np.zeros((0, M)), np.zeros(0, dtype=np.int64)
+    return np.asarray(ys), np.asarray(ts), np.asarray(counts, dtype=np.int64), int(right.sum()), int(wrong.sum())
+
+
+def _dominated(W: np.ndarray, live: np.ndarray, budget: int = 20_000_000) -> np.ndarray:
+    """``(c, t)``: threat ``j`` of image ``i`` is matched or beaten in every model by another live threat.
+
+    Of identical threats the first is kept. Works in slices of images so the pairwise array stays small.
+    """
+    c, t, M = W.shape
+    out = np.zeros((c, t), dtype=bool)
+    step = max(1, budget // max(1, t * t * M))
+    idx = np.arange(t)
+    for a in range(0, c, step):
+        w, alive = W[a:a + step], live[a:a + step]
+        ge = (w[:, :, None, :] >= w[:, None, :, :]).all(axis=3)  # ge[i, d, j]: d >= j everywhere
+        gt = (w[:, :, None, :] > w[:, None, :, :]).any(axis=3)
+        beats = ge & (gt | (idx[:, None] < idx[None, :])[None]) & alive[:, :, None]
+        beats[:, idx, idx] = False
+        out[a:a + step] = beats.any(axis=1)
+    return out
+
+
+def dense_accuracy(tables: TopKTables, membership: np.ndarray, *, classes: int | None = None) -> np.ndarray:
+    """Brute-force reference: per ensemble, a dense ``images x classes`` sum of member probabilities.
+
+    Slow and memory-hungry (it is the computation the sparse scorer avoids); for tests and benchmarks.
+    """
+    B = _membership(membership, tables.n_models)
+    C = int(classes or tables.n_classes)
+    N = tables.n_images
+    dense = np.zeros((tables.n_models, N, C), dtype=np.float32)
+    rows = np.broadcast_to(np.arange(N)[:, None], tables.ids.shape[1:])
+    for m in range(tables.n_models):
+        np.add.at(dense[m], (rows, tables.ids[m]), tables.probs[m])
+    return dense_accuracy_from(dense, tables.labels, B)
+
+
+def dense_accuracy_from(dense: np.ndarray, labels: np.ndarray, membership: np.ndarray) -> np.ndarray:
+    """Accuracy of each ensemble from a dense ``(models, images, classes)`` probability array (ties: errors)."""
+    B = _membership(membership, dense.shape[0])
+    N = dense.shape[1]
+    out = np.zeros(len(B))
+    for e, row in enumerate(B):
+        if not row.any():
+            continue
+        total = dense[row].sum(axis=0, dtype=np.float64)
+        label = total[np.arange(N), labels].copy()
+        total[np.arange(N), labels] = -np.inf
+        out[e] = np.count_nonzero(label > total.max(axis=1)) / N
+    return out
