@@ -48,14 +48,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def _space(resolutions: str | None) -> Any:
     from ..spaces.ofa_mbv3 import OfaMbv3Space
+    from ..trials.ofa2_predictor_trial import parse_resolutions
 
     if not resolutions:
         return OfaMbv3Space()
     try:
-        values = [int(v) for v in resolutions.split(",") if v.strip()]
-    except ValueError:
-        raise NniExtError(f"--resolutions {resolutions!r} must be comma-separated integers, e.g. 160,192,224") from None
-    return OfaMbv3Space(resolutions=values)
+        return OfaMbv3Space(resolutions=parse_resolutions(resolutions))
+    except argparse.ArgumentTypeError as exc:
+        raise NniExtError(f"--resolutions: {exc}") from None
 
 
 def efficiency_model(kind: str, latency_tables: str | None, space: Any) -> Any:
