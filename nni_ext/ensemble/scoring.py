@@ -100,23 +100,30 @@ class SoftVotingScorer:
         self.n_models, self.n_images = tables.n_models, tables.n_images
         self.cache_size = cache_size
         self._cache: dict[bytes, int] = {}
-        ys, ts, counts = [], [], []
+        margins, counts = [], []
         right = wrong = 0
         for a in range(0, self.n_images, chunk):
             b = min(a + chunk, self.n_images)
-            y, t, c, r, w = _compile_chunk(tables.ids[:, a:b], tables.probs[:, a:b], tables.labels[a:b])
-            ys.append(y)
-            ts.append(t)
+            m, c, r, w = _compile_chunk(tables.ids[:, a:b], tables.probs[:, a:b], tables.labels[a:b])
+            margins.append(m)
             counts.append(c)
             right, wrong = right + r, wrong + w
         self.always_right = right
-        #: (models, contested) label probabilities and (models, threats) rival probabilities, float64
-        self.Y = np.ascontiguousarray(np.concatenate(ys, axis=0).T) if ys else np.zeros((self.n_models, 0))
-        self.T = np.ascontiguousarray(np.concatenate(ts, axis=0).T) if ts else np.zeros((self.n_models, 0))
-        per_image = np.concatenate(counts) if counts else np.zeros(0, dtype=np.int64)
-        self._starts = np.concatenate([[0], np.cumsum(per_image)[:-1]]).astype(np.intp)
+        per_image = np.concatenate(counts)
+        order = np.argsort(per_image > 1, kind="stable")  # images with a single threat first
+        starts = np.concatenate([[0], np.cumsum(per_image)[:-1]])
+        columns = np.concatenate([np.arange(starts[i], starts[i] + per_image[i]) for i in order]) \
+            if len(order) else np.zeros(0, dtype=np.int64)
+        #: (threats, models) exact margins p_label - p_threat (float64) and their float32 copy for the products;
+        #: threats of one image are adjacent, images with a single threat first
+        self.A = np.ascontiguousarray(np.concatenate(margins, axis=0)[columns])
+        self.A32 = self.A.astype(np.float32)
+        counts_sorted = per_image[order]
+        self._single = int(np.count_nonzero(counts_sorted == 1))
+        self._first = np.concatenate([[0], np.cumsum(counts_sorted)[:-1]]).astype(np.intp)  # per contested image
+        self._count = counts_sorted.astype(np.intp)
         self.stats = CompileStats(images=self.n_images, always_right=right, always_wrong=wrong,
-                                  contested=int(self.Y.shape[1]), threats=int(self.T.shape[1]),
+                                  contested=int(len(per_image)), threats=int(self.A.shape[0]),
                                   seconds=time.perf_counter() - start)
         log.info("compiled %d images: %d always right, %d always wrong, %d contested with %d threats (%.2f s)",
                  self.n_images, right, wrong, self.stats.contested, self.stats.threats, self.stats.seconds)
@@ -150,21 +157,45 @@ class SoftVotingScorer:
         return self.correct(membership) / self.n_images
 
     def _correct(self, B: np.ndarray) -> np.ndarray:
-        Bf = B.astype(np.float64)
         count = np.full(len(B), self.always_right, dtype=np.int64)
-        if self.Y.shape[1]:
-            label = Bf @ self.Y
-            rival = np.maximum.reduceat(Bf @ self.T, self._starts, axis=1)
-            count += np.count_nonzero(label > rival, axis=1)
+        if len(self.A):
+            count += self._contested_right(B)
         count[~B.any(axis=1)] = 0
         return count
 
+    def _contested_right(self, B: np.ndarray) -> np.ndarray:
+        """``(P,)`` contested images right: the smallest margin over an image's threats is positive.
+
+        A float32 product gives every margin within ``tol`` (its rounding bound); images whose smallest
+        margin lies within ``tol`` of 0 are recomputed exactly in float64.
+        """
+        G = self.A32 @ B.T.astype(np.float32)  # (threats, P)
+        single = self._single
+        smallest = np.concatenate([G[:single], np.minimum.reduceat(G[single:], self._first[single:] - single,
+                                                                    axis=0)]) if single < len(G) else G
+        # |float32 result - exact| <= (M + 1) u sum|a|, |a| <= 1: the dot's rounding plus that of A32
+        tol = ((self.n_models + 2) * 2.0 ** -24 * B.sum(axis=1) * 1.01).astype(np.float32)
+        right = np.count_nonzero(smallest > tol, axis=0)
+        images, members = np.nonzero(np.abs(smallest) <= tol)
+        if len(images):
+            right += self._exact_right(B, images, members)
+        return right
+
+    def _exact_right(self, B: np.ndarray, images: np.ndarray, members: np.ndarray) -> np.ndarray:
+        """``(P,)`` how many of the (contested image, ensemble) pairs are right, in float64."""
+        n = self._count[images]
+        owner = np.repeat(np.arange(len(images)), n)
+        cols = np.repeat(self._first[images] - np.cumsum(n) + n, n) + np.arange(int(n.sum()))
+        exact = np.einsum("ij,ij->i", self.A[cols], B[members[owner]].astype(np.float64))
+        smallest = np.minimum.reduceat(exact, np.cumsum(n) - n)
+        return np.bincount(members[smallest > 0], minlength=len(B))
+
 
 def _compile_chunk(ids: np.ndarray, probs: np.ndarray, labels: np.ndarray
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
+                   ) -> tuple[np.ndarray, np.ndarray, int, int]:
     """Reduce the tables of some images; see :class:`SoftVotingScorer`.
 
-    Returns ``(Y (contested, models), T (threats, models), threats per contested image, right, wrong)``.
+    Returns ``(margins (threats, models), threats per contested image, always right, always wrong)``.
     """
     M, n, k = ids.shape
     cls = ids.transpose(1, 0, 2).reshape(n, M * k)
@@ -192,20 +223,16 @@ def _compile_chunk(ids: np.ndarray, probs: np.ndarray, labels: np.ndarray
     wrong = (candidate & ge.all(axis=2)).any(axis=1)
     right = ~wrong & ~candidate.any(axis=1)
     contested = np.flatnonzero(~wrong & ~right)
-    ys, ts, counts = [], [], []
-    if len(contested):
-        cand = candidate[contested]
-        width = int(cand.sum(axis=1).max())
-        slot = np.argsort(~cand, axis=1, kind="stable")[:, :width]  # candidate columns first
-        live = np.take_along_axis(cand, slot, axis=1)  # (c, width)
-        Wc = W[contested[:, None], slot]  # (c, width, M)
-        keep = live & ~_dominated(Wc, live)
-        counts = keep.sum(axis=1)
-        ts = Wc[keep]
-        ys = p_label[contested]
-    else:
-        ys, ts, counts = np.zeros((0, M)), np.zeros((0, M)), np.zeros(0, dtype=np.int64)
-    return np.asarray(ys), np.asarray(ts), np.asarray(counts, dtype=np.int64), int(right.sum()), int(wrong.sum())
+    if not len(contested):
+        return np.zeros((0, M)), np.zeros(0, dtype=np.int64), int(right.sum()), int(wrong.sum())
+    cand = candidate[contested]
+    width = int(cand.sum(axis=1).max())
+    slot = np.argsort(~cand, axis=1, kind="stable")[:, :width]  # candidate columns first
+    live = np.take_along_axis(cand, slot, axis=1)  # (c, width)
+    Wc = W[contested[:, None], slot]  # (c, width, M)
+    keep = live & ~_dominated(Wc, live)
+    margins = (p_label[contested][:, None, :] - Wc)[keep]  # (threats, M), exact in float64
+    return margins, keep.sum(axis=1).astype(np.int64), int(right.sum()), int(wrong.sum())
 
 
 def _dominated(W: np.ndarray, live: np.ndarray, budget: int = 20_000_000) -> np.ndarray:

@@ -23,6 +23,7 @@ from typing import Any, Sequence
 
 import numpy as np
 from pymoo.core.callback import Callback
+from pymoo.core.duplicate import DuplicateElimination
 from pymoo.core.problem import Problem
 from pymoo.core.repair import Repair
 from pymoo.indicators.hv import HV
@@ -82,6 +83,21 @@ class CanonicalRepair(Repair):
         return problem.space.canonicalize_matrix(X)
 
 
+class RowDuplicateElimination(DuplicateElimination):
+    """Exact duplicates among integer rows, found by hashing (pymoo's default compares every pair of rows)."""
+
+    def _do(self, pop: Any, other: Any, is_duplicate: np.ndarray) -> np.ndarray:
+        rows = np.ascontiguousarray(pop.get("X"), dtype=np.int64)
+        seen = set() if other is None else {r.tobytes() for r in np.ascontiguousarray(other.get("X"), dtype=np.int64)}
+        for i, row in enumerate(rows):
+            key = row.tobytes()
+            if key in seen:
+                is_duplicate[i] = True
+            else:
+                seen.add(key)
+        return is_duplicate
+
+
 class _Recorder(Callback):
     """Hypervolume of the population front and of the archive of all non-dominated points, per generation."""
 
@@ -117,7 +133,7 @@ def make_algorithm(name: str, population: int) -> Any:
     return classes[name](pop_size=population, sampling=IntegerRandomSampling(),
                          crossover=SBX(prob=1.0, eta=3.0, vtype=float, repair=RoundingRepair()),
                          mutation=PM(prob=1.0, eta=3.0, vtype=float, repair=RoundingRepair()),
-                         repair=CanonicalRepair(), eliminate_duplicates=True)
+                         repair=CanonicalRepair(), eliminate_duplicates=RowDuplicateElimination())
 
 
 @dataclass
