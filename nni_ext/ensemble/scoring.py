@@ -110,16 +110,20 @@ class SoftVotingScorer:
             right, wrong = right + r, wrong + w
         self.always_right = right
         per_image = np.concatenate(counts)
-        order = np.argsort(per_image > 1, kind="stable")  # images with a single threat first
+        order = np.argsort(per_image, kind="stable")  # by number of threats
         starts = np.concatenate([[0], np.cumsum(per_image)[:-1]])
         columns = np.concatenate([np.arange(starts[i], starts[i] + per_image[i]) for i in order]) \
             if len(order) else np.zeros(0, dtype=np.int64)
         #: (threats, models) exact margins p_label - p_threat (float64) and their float32 copy for the products;
-        #: threats of one image are adjacent, images with a single threat first
+        #: threats of one image are adjacent, images sorted by their number of threats
         self.A = np.ascontiguousarray(np.concatenate(margins, axis=0)[columns])
         self.A32 = self.A.astype(np.float32)
         counts_sorted = per_image[order]
-        self._single = int(np.count_nonzero(counts_sorted == 1))
+        sizes, size_start = np.unique(counts_sorted, return_index=True)
+        col_start = np.concatenate([[0], np.cumsum(counts_sorted)])[size_start]
+        #: (threats per image, first column, number of images) of each run of images with as many threats
+        self._groups = [(int(t), int(c), int(n)) for t, c, n in
+                        zip(sizes, col_start, np.diff(np.append(size_start, len(counts_sorted))))]
         self._first = np.concatenate([[0], np.cumsum(counts_sorted)[:-1]]).astype(np.intp)  # per contested image
         self._count = counts_sorted.astype(np.intp)
         self.stats = CompileStats(images=self.n_images, always_right=right, always_wrong=wrong,
@@ -170,15 +174,22 @@ class SoftVotingScorer:
         margin lies within ``tol`` of 0 are recomputed exactly in float64.
         """
         G = self.A32 @ B.T.astype(np.float32)  # (threats, P)
-        single = self._single
-        smallest = np.concatenate([G[:single], np.minimum.reduceat(G[single:], self._first[single:] - single,
-                                                                    axis=0)]) if single < len(G) else G
+        smallest = np.empty((self.stats.contested, len(B)), dtype=np.float32)
+        image = 0
+        for t, c, n in self._groups:
+            block = G[c:c + t * n].reshape(n, t, -1)
+            out = smallest[image:image + n]
+            np.copyto(out, block[:, 0])
+            for j in range(1, t):
+                np.minimum(out, block[:, j], out=out)
+            image += n
         # |float32 result - exact| <= (M + 1) u sum|a|, |a| <= 1: the dot's rounding plus that of A32
         tol = ((self.n_models + 2) * 2.0 ** -24 * B.sum(axis=1) * 1.01).astype(np.float32)
         right = np.count_nonzero(smallest > tol, axis=0)
-        images, members = np.nonzero(np.abs(smallest) <= tol)
-        if len(images):
-            right += self._exact_right(B, images, members)
+        unsure = np.flatnonzero(np.count_nonzero(smallest >= -tol, axis=0) > right)
+        if len(unsure):
+            images, which = np.nonzero(np.abs(smallest[:, unsure]) <= tol[unsure])
+            right += self._exact_right(B, images, unsure[which])
         return right
 
     def _exact_right(self, B: np.ndarray, images: np.ndarray, members: np.ndarray) -> np.ndarray:

@@ -255,6 +255,9 @@ class MultiObjectiveTuner(BaseTuner):
             self.ended_in_gen += 1
             if self.ended_in_gen >= self.offspring_size:
                 self._close_generation()
+                return
+        if not self.running and self.files is not None:  # idle (e.g. the experiment's last trial): files current
+            self.files.write(self, self.front())
 
     def _tell(self, parameters: dict[str, Any], metrics: dict[str, float]) -> None:
         """A result this tuner did not dispatch (imported or late): archive it and use it at the next survival."""

@@ -1,4 +1,5 @@
-"""The files a multi-objective tuner keeps in ``<experiment dir>/moo``, rewritten atomically each generation.
+"""The files a multi-objective tuner keeps in ``<experiment dir>/moo``, rewritten atomically each generation
+and whenever no trial is running (so they are current when an experiment ends).
 
 * ``pareto.json`` / ``pareto.csv``: parameters and objectives of the current Pareto front;
 * ``history.csv``: every finished point (generation, status, failure reason, metrics, parameters);
