@@ -131,7 +131,8 @@ def test_files_are_consistent_and_hypervolume_never_drops(cls: type, tmp_path: P
     assert len({(r["ref_default"], r["ref_f2"]) for r in hv}) == 1  # fixed after the first generation
     front = np.array([[p["default"], p["f2"]] for p in pareto["front"]])
     ref = np.array([float(hv[0]["ref_default"]), float(hv[0]["ref_f2"])])
-    assert hypervolume(front, ref) == pytest.approx(values[-1])
+    # the files were last rewritten after the last generation closed: the front can only have grown since
+    assert hypervolume(front, ref) >= values[-1] - 1e-12
 
 
 @pytest.mark.parametrize("cls", TUNERS)

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 from pymoo.core.callback import Callback
+from pymoo.core.duplicate import DuplicateElimination
 from pymoo.core.problem import Problem
 from pymoo.core.repair import Repair
 from pymoo.indicators.hv import HV
@@ -87,6 +88,20 @@ class MinMembersRepair(Repair):
         return X
 
 
+class RowDuplicateElimination(DuplicateElimination):
+    """Exact duplicates of bit rows by hashing (linear time; pymoo's default compares all pairs)."""
+
+    def _do(self, pop: Any, other: Any, is_duplicate: np.ndarray) -> np.ndarray:
+        seen = set() if other is None else {r.tobytes() for r in np.packbits(other.get("X").astype(bool), axis=1)}
+        for i, row in enumerate(np.packbits(pop.get("X").astype(bool), axis=1)):
+            key = row.tobytes()
+            if key in seen:
+                is_duplicate[i] = True
+            else:
+                seen.add(key)
+        return is_duplicate
+
+
 class _Recorder(Callback):
     """Per generation: hypervolume of the population's front and of the archive of everything non-dominated."""
 
@@ -136,7 +151,8 @@ def make_algorithm(name: str, population: int, min_members: int) -> Any:
     if population < 2:
         raise ValueError(f"population={population} must be at least 2")
     return classes[name](pop_size=population, sampling=BinaryRandomSampling(), crossover=TwoPointCrossover(),
-                         mutation=BitflipMutation(), repair=MinMembersRepair(min_members), eliminate_duplicates=True)
+                         mutation=BitflipMutation(), repair=MinMembersRepair(min_members),
+                         eliminate_duplicates=RowDuplicateElimination())
 
 
 @dataclass

@@ -1,0 +1,80 @@
+"""``nni-ext ofa3``: OFA³ ensemble selection from top-k prediction tables, and its accuracy-vs-latency plot."""
+from __future__ import annotations
+
+import argparse
+import logging
+
+from ..errors import NniExtError
+
+LATENCY_HELP = ("CSV of member latencies: a header with a model column (model) and a latency column (latency_ms), "
+                "one row per model, the model named as in the tables (model_07) or by number (7)")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ofa3", help="OFA³: select efficient ensembles of a population from its top-k tables",
+                       description="Soft-voting ensembles of networks (e.g. the OFA² front), chosen by a "
+                                   "multi-objective search of latency vs error on the search tables (a held-out "
+                                   "training subset) and re-scored on the validation tables.")
+    ofa3 = p.add_subparsers(dest="ofa3_command", required=True, metavar="SUBCOMMAND")
+    s = ofa3.add_parser("select", help="NSGA-II / SMS-EMOA / SPEA2 over ensemble membership")
+    s.add_argument("--tables", required=True,
+                   help="SEARCH tables folder (model_XX_class.csv / model_XX_prob.csv on the held-out training "
+                        "subset); guides the selection")
+    s.add_argument("--val-tables", default=None,
+                   help="VALIDATION tables folder (same models); the chosen ensembles are re-scored there only")
+    s.add_argument("--latency", required=True, help=LATENCY_HELP)
+    s.add_argument("--criterion", default="max", choices=("max", "sum"),
+                   help="ensemble latency: max (members in parallel) or sum (in turn); default max")
+    s.add_argument("--population", type=int, default=100, help="population size (default 100)")
+    s.add_argument("--generations", type=int, default=2000, help="generations (default 2000)")
+    s.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    s.add_argument("--min-members", type=int, default=1, help="minimum ensemble size K (default 1)")
+    s.add_argument("--algorithm", default="nsga2", choices=("nsga2", "smsemoa", "spea2"))
+    s.add_argument("--out", required=True, help="output folder: ensembles.json/csv, models.csv, hypervolume.csv")
+    s.add_argument("--log-every", type=int, default=100, help="progress line every N generations (0: quiet)")
+    s.set_defaults(func=run_select_cmd)
+    g = ofa3.add_parser("plot", help="accuracy vs latency: single models, ensembles, extra points")
+    g.add_argument("--models", required=True,
+                   help="CSV of single models with latency_ms and an accuracy column (models.csv of select)")
+    g.add_argument("--ensembles", required=True, help="comma-separated output folders of `ofa3 select`")
+    g.add_argument("--extra", action="append", default=[], metavar="LABEL=CSV",
+                   help="extra points, e.g. 'OFA=ofa_points.csv' (latency_ms and accuracy columns); repeatable")
+    g.add_argument("--out", required=True, help="PNG to write")
+    g.set_defaults(func=run_plot_cmd)
+
+
+def run_select_cmd(args: argparse.Namespace) -> int:
+    from ..ensemble import read_latency, read_tables, select_ensembles
+
+    if args.log_every:
+        logging.getLogger("nni_ext.ensemble").setLevel(logging.INFO)
+    search = read_tables(args.tables)
+    val = read_tables(args.val_tables) if args.val_tables else None
+    latency = read_latency(args.latency, search.names)
+    if not 1 <= args.min_members <= search.n_models:
+        raise NniExtError(f"--min-members {args.min_members} must be between 1 and {search.n_models} (models)")
+    r = select_ensembles(tables=search, latency=latency, criterion=args.criterion, population=args.population,
+                         generations=args.generations, seed=args.seed, min_members=args.min_members,
+                         algorithm=args.algorithm, val_tables=val, log_every=args.log_every, out_dir=args.out)
+    best = int(r.search_accuracy.argmax())
+    line = (f"{len(r.members)} ensembles ({args.criterion} latency, {r.seconds:.1f} s); most accurate: "
+            f"{100 * r.search_accuracy[best]:.2f} % on the search tables")
+    if r.val_accuracy is not None:
+        line += f", {100 * r.val_accuracy[best]:.2f} % on validation"
+    print(f"{line}, {r.latency[best]:.2f} ms, {int(r.members[best].sum())} members -> {args.out}/")
+    return 0
+
+
+def run_plot_cmd(args: argparse.Namespace) -> int:
+    from ..ensemble.plot import plot_ensembles
+
+    extra = []
+    for item in args.extra:
+        label, sep, path = item.partition("=")
+        if not sep or not label or not path:
+            raise NniExtError(f"--extra {item!r} must look like LABEL=CSV, e.g. OFA=ofa_points.csv")
+        extra.append((label, path))
+    folders = [f for f in args.ensembles.split(",") if f.strip()]
+    path = plot_ensembles(models=args.models, ensembles=folders, extra=extra, out=args.out)
+    print(f"wrote {path}")
+    return 0
