@@ -6,8 +6,9 @@ the seed's ``EnsembleProblemSoft``; a class outside a member's top-k adds 0).
 
 **Tie rule.** An image counts as correct only if the label's summed probability is *strictly* larger than
 every other class's; a tie for the top score is an error (there is no winner, and ``np.argmax``'s
-pick of the lowest class id would be arbitrary). Sums are taken in float64 over float32 probabilities,
-which is exact for probabilities above about 1e-7, so the decision does not depend on summation order.
+pick of the lowest class id would be arbitrary). Decisive sums are taken in float64 over float32
+probabilities, which is exact for probabilities above about 1e-7, so the decision does not depend on
+summation order.
 
 **How it is fast.** :class:`SoftVotingScorer` compiles the tables once, per image:
 
@@ -17,10 +18,12 @@ which is exact for probabilities above about 1e-7, so the decision does not depe
 * among the remaining ("threat") classes of a contested image, one that another threat matches or beats
   in every model is dropped too (it can never be the strongest rival).
 
-A contested image is right for ensemble ``b`` iff ``b @ p_label > max_t b @ p_t`` over its threats, so a
-population ``B`` (``P x models``) is scored with two matrix products ``B @ Y`` and ``B @ T`` and one
-segmented maximum; memory is ``models x (contested images + threats)``, never models x images x classes.
-Results are cached per membership row, as an evolutionary search revisits ensembles.
+A contested image is right for ensemble ``b`` iff ``b @ (p_label - p_t) > 0`` for each of its threats
+``t``, so a population ``B`` (``P x models``) is scored with one float32 matrix product against the
+``threats x models`` margins, a minimum per image and a count; products within their rounding bound
+of 0 are recomputed exactly in float64, so the result equals the dense computation. Memory is
+``threats x models`` (two copies), never models x images x classes. Results are cached per
+membership row, as an evolutionary search revisits ensembles.
 
 Example:
     >>> from nni_ext.ensemble.tables import synthetic_tables

@@ -1,0 +1,208 @@
+"""OFA³ ensembles: sparse scoring vs dense brute force, the seed's table format, selection, bad input, CLI."""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from nni_ext.cli import ofa3_cmd
+from nni_ext.cli.common import run_guarded
+from nni_ext.ensemble import (SoftVotingScorer, TopKTables, dense_accuracy, ensemble_latency, read_latency,
+                              read_tables, select_ensembles, synthetic_latency, synthetic_tables, write_latency,
+                              write_tables)
+from nni_ext.ensemble.selection import _front
+from nni_ext.errors import DataError, NniExtError, TableError
+
+
+def quantised(t: TopKTables, steps: int) -> TopKTables:
+    """Probabilities rounded to multiples of 1/steps: many exact ties between classes."""
+    return TopKTables(t.ids, np.round(t.probs * steps) / steps, t.labels, t.names)
+
+
+@pytest.mark.parametrize("classes,steps", [(1000, None), (15, None), (15, 8), (15, 32)])
+def test_sparse_scoring_equals_dense(classes: int, steps: int | None) -> None:
+    t = synthetic_tables(models=10, images=1500, classes=classes, seed=3)
+    if steps:
+        t = quantised(t, steps)
+    B = np.random.default_rng(0).random((50, 10)) < 0.35
+    B[0] = False  # empty ensemble: 0
+    B[1] = np.eye(10, dtype=bool)[4]  # a single model: its own top-1 accuracy
+    sparse = SoftVotingScorer(t, chunk=200).accuracy(B)
+    dense = dense_accuracy(t, B, classes=classes)
+    np.testing.assert_array_equal(sparse, dense)
+    assert sparse[0] == 0.0
+    if not steps:  # rounding makes a model's own top-1 and top-2 tie: an error by the tie rule
+        assert sparse[1] == pytest.approx(t.top1_accuracy()[4])
+    assert 0.5 < sparse[2:].mean() < 1.0
+
+
+def test_ties_are_errors() -> None:
+    # image 0: model 0 says label 3 (0.5), model 1 says 7 (0.5) -> together a tie -> wrong
+    ids = np.array([[[3, 7]], [[7, 3]]], dtype=np.int32)
+    probs = np.array([[[0.5, 0.25]], [[0.5, 0.25]]], dtype=np.float32)
+    t = TopKTables(ids, probs, np.array([3]), ("a", "b"))
+    B = np.array([[1, 0], [0, 1], [1, 1]], dtype=bool)
+    np.testing.assert_array_equal(SoftVotingScorer(t).accuracy(B), [1.0, 0.0, 0.0])
+    np.testing.assert_array_equal(dense_accuracy(t, B), [1.0, 0.0, 0.0])
+
+
+def test_cache_gives_same_counts() -> None:
+    t = synthetic_tables(models=8, images=400, classes=40, seed=1)
+    B = np.random.default_rng(2).random((30, 8)) < 0.5
+    cached, plain = SoftVotingScorer(t), SoftVotingScorer(t, cache_size=0)
+    first = cached.correct(B)
+    np.testing.assert_array_equal(first, plain.correct(B))
+    np.testing.assert_array_equal(cached.correct(B[::-1]), first[::-1])
+
+
+def test_latency_criteria() -> None:
+    B = np.array([[1, 0, 1], [0, 1, 0], [0, 0, 0]], dtype=bool)
+    lat = np.array([2.0, 5.0, 3.0])
+    np.testing.assert_array_equal(ensemble_latency(B, lat, criterion="max"), [3.0, 5.0, 0.0])
+    np.testing.assert_array_equal(ensemble_latency(B, lat, criterion="sum"), [5.0, 5.0, 0.0])
+    with pytest.raises(ValueError, match="criterion"):
+        ensemble_latency(B, lat, criterion="mean")
+
+
+def test_tables_round_trip(tmp_path) -> None:
+    t = synthetic_tables(models=3, images=50, classes=100, seed=0)
+    write_tables(t, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"model_0{i}_{s}.csv" for i in range(3)
+                                                          for s in ("class", "prob")]
+    with open(tmp_path / "model_01_class.csv") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == ["top1", "top2", "top3", "top4", "top5", "label"]
+    assert [int(v) for v in rows[1]] == [*t.ids[1, 0].tolist(), int(t.labels[0])]
+    back = read_tables(tmp_path)
+    assert back.names == t.names
+    np.testing.assert_array_equal(back.ids, t.ids)
+    np.testing.assert_array_equal(back.probs, t.probs)  # float32 exactly
+    np.testing.assert_array_equal(back.labels, t.labels)
+
+
+def test_reads_index_column_and_headerless(tmp_path) -> None:
+    import pandas as pd
+
+    t = synthetic_tables(models=2, images=30, classes=100, seed=0)
+    for m, name in enumerate(t.names):  # pandas' default to_csv(): an unnamed index column
+        pd.DataFrame(np.column_stack([t.ids[m], t.labels])).to_csv(tmp_path / f"{name}_class.csv")
+        pd.DataFrame(t.probs[m]).to_csv(tmp_path / f"{name}_prob.csv", float_format="%.9g")
+    np.testing.assert_array_equal(read_tables(tmp_path).probs, t.probs)
+    for m, name in enumerate(t.names):  # no header, no index
+        np.savetxt(tmp_path / f"{name}_class.csv", np.column_stack([t.ids[m], t.labels]), fmt="%d", delimiter=",")
+        np.savetxt(tmp_path / f"{name}_prob.csv", t.probs[m], fmt="%.9g", delimiter=",")
+    back = read_tables(tmp_path)
+    np.testing.assert_array_equal(back.ids, t.ids)
+    np.testing.assert_array_equal(back.probs, t.probs)
+
+
+def test_bad_tables_name_the_models(tmp_path) -> None:
+    with pytest.raises(DataError, match="no model_XX_class.csv"):
+        read_tables(tmp_path)
+    t = synthetic_tables(models=3, images=40, classes=100, seed=0)
+    write_tables(t, tmp_path / "rows")
+    short = t.select([2])
+    write_tables(TopKTables(short.ids[:, :30], short.probs[:, :30], short.labels[:30], ("model_02",)),
+                 tmp_path / "rows")
+    with pytest.raises(DataError, match="model_02 have 30 rows but those of model_00 have 40"):
+        read_tables(tmp_path / "rows")
+    write_tables(t, tmp_path / "labels")
+    labels = t.labels.copy()
+    labels[7] = (labels[7] + 1) % 100
+    write_tables(TopKTables(t.ids[1:2], t.probs[1:2], labels, ("model_01",)), tmp_path / "labels")
+    with pytest.raises(DataError, match=r"labels of model_01 differ from those of model_00 in 1 rows \(first: row 7"):
+        read_tables(tmp_path / "labels")
+    (tmp_path / "labels" / "model_02_prob.csv").unlink()
+    with pytest.raises(DataError, match="model_02 lack"):
+        read_tables(tmp_path / "labels")
+
+
+def test_latency_file(tmp_path) -> None:
+    names = ("model_00", "model_01", "model_02")
+    write_latency(tmp_path / "lat.csv", names, [1.5, 2.5, 3.5])
+    np.testing.assert_array_equal(read_latency(tmp_path / "lat.csv", names), [1.5, 2.5, 3.5])
+    (tmp_path / "num.csv").write_text("model,latency_ms\n0,1\n2,3\n")
+    with pytest.raises(TableError, match="lacks model\\(s\\) model_01"):
+        read_latency(tmp_path / "num.csv", names)
+    (tmp_path / "num.csv").write_text("model,latency_ms\n0,1\n1,2\n2,3\n")
+    np.testing.assert_array_equal(read_latency(tmp_path / "num.csv", names), [1, 2, 3])
+
+
+@pytest.mark.parametrize("criterion", ["max", "sum"])
+def test_selection_front(tmp_path, criterion: str) -> None:
+    t = synthetic_tables(models=12, images=500, classes=100, seed=5)
+    val = synthetic_tables(models=12, images=300, classes=100, seed=6)
+    lat = synthetic_latency(t, seed=5)
+    r = select_ensembles(tables=t, latency=lat, criterion=criterion, population=20, generations=50, seed=1,
+                         min_members=3, val_tables=val, log_every=0, out_dir=tmp_path)
+    sizes = r.members.sum(axis=1)
+    assert len(r.members) >= 2 and sizes.min() >= 3
+    F = np.column_stack([r.latency, 100 * (1 - r.search_accuracy)])
+    assert len(_front(F)) == len(F)  # mutually non-dominated
+    np.testing.assert_allclose(r.latency, ensemble_latency(r.members, lat, criterion=criterion))
+    np.testing.assert_array_equal(r.search_accuracy, dense_accuracy(t, r.members))
+    np.testing.assert_array_equal(r.val_accuracy, dense_accuracy(val, r.members))
+    assert np.all(np.diff(r.latency) > 0) and np.all(np.diff(r.search_accuracy) > 0)
+    hv = np.array([row[3] for row in r.history])
+    assert len(hv) == 50 and np.all(np.diff(hv) >= -1e-9) and hv[-1] > hv[0]
+    data = json.loads((tmp_path / "ensembles.json").read_text())
+    assert data["criterion"] == criterion and len(data["ensembles"]) == len(r.members)
+    assert data["ensembles"][0]["members"] == r.member_names(0)
+    assert {"search_accuracy", "val_accuracy"} <= set(data["ensembles"][0])
+    with open(tmp_path / "ensembles.csv") as fh:
+        assert len(list(csv.DictReader(fh))) == len(r.members)
+    again = select_ensembles(tables=t, latency=lat, criterion=criterion, population=20, generations=50, seed=1,
+                             min_members=3, log_every=0)
+    np.testing.assert_array_equal(again.members, r.members)  # same seed, same result
+
+
+def test_selection_arguments() -> None:
+    t = synthetic_tables(models=4, images=50, classes=20, seed=0)
+    lat = synthetic_latency(t)
+    with pytest.raises(ValueError, match="min_members=5"):
+        select_ensembles(tables=t, latency=lat, min_members=5, generations=1)
+    with pytest.raises(ValueError, match="one latency"):
+        select_ensembles(tables=t, latency=lat[:3], generations=1)
+    with pytest.raises(ValueError, match="algorithm='ga'"):
+        select_ensembles(tables=t, latency=lat, algorithm="ga", generations=1)
+    other = synthetic_tables(models=3, images=50, classes=20, seed=0)
+    with pytest.raises(DataError, match="validation lacks model_03"):
+        select_ensembles(tables=t, latency=lat, val_tables=other, generations=1)
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="nni-ext")
+    ofa3_cmd.add_parser(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args(argv)
+
+
+def test_cli_select_and_plot(tmp_path, capsys) -> None:
+    t = synthetic_tables(models=6, images=200, classes=50, seed=0)
+    write_tables(t, tmp_path / "search")
+    write_tables(synthetic_tables(models=6, images=100, classes=50, seed=1), tmp_path / "val")
+    write_latency(tmp_path / "lat.csv", t.names, synthetic_latency(t))
+    outs = []
+    for crit in ("max", "sum"):
+        out = tmp_path / f"sel_{crit}"
+        args = _parse(["ofa3", "select", "--tables", str(tmp_path / "search"), "--val-tables", str(tmp_path / "val"),
+                       "--latency", str(tmp_path / "lat.csv"), "--criterion", crit, "--population", "10",
+                       "--generations", "5", "--min-members", "2", "--out", str(out), "--log-every", "0"])
+        assert run_guarded(lambda: args.func(args)) == 0
+        assert (out / "ensembles.json").is_file() and (out / "models.csv").is_file()
+        outs.append(str(out))
+    assert "% on validation" in capsys.readouterr().out
+    png = tmp_path / "plot.png"
+    args = _parse(["ofa3", "plot", "--models", f"{outs[0]}/models.csv", "--ensembles", ",".join(outs),
+                   "--extra", f"OFA={outs[0]}/models.csv", "--out", str(png)])
+    assert run_guarded(lambda: args.func(args)) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (tmp_path / "bad.csv").write_text("model,latency_ms\nmodel_00,1\n")
+    args = _parse(["ofa3", "select", "--tables", str(tmp_path / "search"), "--latency", str(tmp_path / "bad.csv"),
+                   "--out", str(tmp_path / "x")])
+    assert run_guarded(lambda: args.func(args)) == 2
+    assert "lacks model(s) model_01" in capsys.readouterr().err
+    with pytest.raises(NniExtError):
+        args.func(args)
