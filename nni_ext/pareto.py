@@ -90,6 +90,15 @@ def non_dominated(F: np.ndarray, cv: np.ndarray | None = None) -> np.ndarray:
     return np.flatnonzero(ranks == 0)
 
 
+def non_dominated_2d(F: np.ndarray) -> np.ndarray:
+    """Indices of the non-dominated rows of a 2-objective minimisation matrix (first of duplicates kept)."""
+    order = np.lexsort((F[:, 0], F[:, 1]))  # by efficiency, then error
+    best = np.minimum.accumulate(F[order, 0])
+    keep = np.ones(len(order), dtype=bool)
+    keep[1:] = F[order[1:], 0] < best[:-1]
+    return order[keep]
+
+
 def constrained_ranks(F: np.ndarray, cv: np.ndarray | None = None) -> np.ndarray:
     """Rank of every point under constrained domination (pymoo's and Optuna's semantics).
 

@@ -1,6 +1,7 @@
 """Helpers shared by the CLI commands: guarded execution and option parsing."""
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import sys
@@ -38,3 +39,18 @@ def parse_space_args(items: Sequence[str]) -> dict[str, Any]:
         except ValueError:
             out[key] = value
     return out
+
+
+def trial_main(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], Any],
+               argv: Sequence[str] | None = None) -> int:
+    """Entry point of a trial module: parse ``argv``, call ``run(args)``, print its metrics as JSON.
+
+    Bad input ends as one line and exit code 2 (:func:`run_guarded`).
+    """
+    args = parser.parse_args(argv)
+
+    def go() -> int:
+        print(json.dumps(run(args)))
+        return 0
+
+    return run_guarded(go)

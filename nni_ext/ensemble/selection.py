@@ -33,15 +33,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pymoo.core.callback import Callback
-from pymoo.core.duplicate import DuplicateElimination
 from pymoo.core.problem import Problem
 from pymoo.core.repair import Repair
-from pymoo.indicators.hv import HV
 
 from .._io import atomic_write_csv, atomic_write_json
 from ..errors import DataError
 from ..pareto import non_dominated
+from ..pymoo_tools import HypervolumeRecorder, RowDuplicateElimination
 from .scoring import CRITERIA, SoftVotingScorer, ensemble_latency
 from .tables import TopKTables
 
@@ -86,46 +84,6 @@ class MinMembersRepair(Repair):
             free = np.flatnonzero(~X[i])
             X[i, rng.choice(free, self.min_members - int(X[i].sum()), replace=False)] = True
         return X
-
-
-class RowDuplicateElimination(DuplicateElimination):
-    """Exact duplicates of bit rows by hashing (linear time; pymoo's default compares all pairs)."""
-
-    def _do(self, pop: Any, other: Any, is_duplicate: np.ndarray) -> np.ndarray:
-        seen = set() if other is None else {r.tobytes() for r in np.packbits(other.get("X").astype(bool), axis=1)}
-        for i, row in enumerate(np.packbits(pop.get("X").astype(bool), axis=1)):
-            key = row.tobytes()
-            if key in seen:
-                is_duplicate[i] = True
-            else:
-                seen.add(key)
-        return is_duplicate
-
-
-class _Recorder(Callback):
-    """Per generation: hypervolume of the population's front and of the archive of everything non-dominated."""
-
-    def __init__(self, reference: np.ndarray, log_every: int, total: int) -> None:
-        super().__init__()
-        self.indicator = HV(ref_point=reference)
-        self.log_every, self.total = log_every, total
-        self.archive_F = np.empty((0, 2))
-        self.archive_X = np.empty((0, 0), dtype=bool)
-        self.rows: list[tuple[int, int, float, float]] = []
-
-    def notify(self, algorithm: Any) -> None:
-        F, X = algorithm.pop.get("F"), algorithm.pop.get("X").astype(bool)
-        front = _front(F)
-        if self.archive_X.size == 0:
-            self.archive_X = np.empty((0, X.shape[1]), dtype=bool)
-        merged_F, merged_X = np.vstack([self.archive_F, F[front]]), np.vstack([self.archive_X, X[front]])
-        keep = _front(merged_F)
-        self.archive_F, self.archive_X = merged_F[keep], merged_X[keep]
-        hv, hv_archive = float(self.indicator(F[front])), float(self.indicator(self.archive_F))
-        self.rows.append((algorithm.n_gen, algorithm.evaluator.n_eval, hv, hv_archive))
-        if self.log_every and (algorithm.n_gen % self.log_every == 0 or algorithm.n_gen == self.total):
-            log.info("generation %d/%d: hypervolume %.4g (archive %.4g)", algorithm.n_gen, self.total, hv,
-                     hv_archive)
 
 
 def _front(F: np.ndarray) -> np.ndarray:
@@ -288,7 +246,7 @@ def select_ensembles(*, tables: TopKTables, latency: np.ndarray, criterion: str 
     problem = EnsembleProblem(scorer, latency, criterion=criterion)
     full = np.ones((1, M), dtype=bool)
     reference = np.array([1.1 * float(ensemble_latency(full, latency, criterion=criterion)[0]), 100.0])
-    recorder = _Recorder(reference, log_every, generations)
+    recorder = HypervolumeRecorder(reference, log_every, generations, log)
     start = time.perf_counter()
     res = minimize(problem, algo, ("n_gen", generations), seed=int(seed), callback=recorder, verbose=False)
     seconds = time.perf_counter() - start
@@ -302,7 +260,7 @@ def select_ensembles(*, tables: TopKTables, latency: np.ndarray, criterion: str 
         algorithm=algorithm, seed=int(seed), min_members=min_members,
         reference=(float(reference[0]), float(reference[1])), history=recorder.rows, seconds=seconds,
         extra={"population": population, "generations": generations, "search_images": tables.n_images,
-               "archive_size": len(recorder.archive_F)})
+               "archive_size": len(recorder.archive)})
     if val_tables is not None:
         val = SoftVotingScorer(val_tables, cache_size=0)
         result.val_accuracy = val.accuracy(members)

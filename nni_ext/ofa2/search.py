@@ -22,11 +22,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from pymoo.core.callback import Callback
-from pymoo.core.duplicate import DuplicateElimination
 from pymoo.core.problem import Problem
 from pymoo.core.repair import Repair
-from pymoo.indicators.hv import HV
 from pymoo.operators.crossover.sbx import SBX
 from pymoo.operators.mutation.pm import PM
 from pymoo.operators.repair.rounding import RoundingRepair
@@ -35,6 +32,8 @@ from pymoo.optimize import minimize
 
 from .._io import atomic_write_json, atomic_write_text
 from ..errors import NniExtError
+from ..pareto import non_dominated_2d
+from ..pymoo_tools import HypervolumeRecorder, RowDuplicateElimination
 from ..spaces.ofa_mbv3 import OfaMbv3Space, to_ofa
 from .efficiency import FlopsModel, LatencyModel
 from .predictor import AccuracyPredictor, single_thread
@@ -44,15 +43,6 @@ log = logging.getLogger(__name__)
 ALGORITHMS = ("nsga2", "smsemoa", "spea2")
 #: hypervolume reference error (%): OFA's smallest sub-network is predicted at about 75 % top-1
 REFERENCE_ERROR = 25.0
-
-
-def non_dominated_2d(F: np.ndarray) -> np.ndarray:
-    """Indices of the non-dominated rows of a 2-objective minimisation matrix (first of duplicates kept)."""
-    order = np.lexsort((F[:, 0], F[:, 1]))  # by efficiency, then error
-    best = np.minimum.accumulate(F[order, 0])
-    keep = np.ones(len(order), dtype=bool)
-    keep[1:] = F[order[1:], 0] < best[:-1]
-    return order[keep]
 
 
 class OfaProblem(Problem):
@@ -81,42 +71,6 @@ class CanonicalRepair(Repair):
     def _do(self, problem: Problem, X: np.ndarray, **kwargs: Any) -> np.ndarray:
         X = np.clip(np.rint(X), problem.xl, problem.xu).astype(np.int64)
         return problem.space.canonicalize_matrix(X)
-
-
-class RowDuplicateElimination(DuplicateElimination):
-    """Exact duplicates among integer rows, found by hashing (pymoo's default compares every pair of rows)."""
-
-    def _do(self, pop: Any, other: Any, is_duplicate: np.ndarray) -> np.ndarray:
-        rows = np.ascontiguousarray(pop.get("X"), dtype=np.int64)
-        seen = set() if other is None else {r.tobytes() for r in np.ascontiguousarray(other.get("X"), dtype=np.int64)}
-        for i, row in enumerate(rows):
-            key = row.tobytes()
-            if key in seen:
-                is_duplicate[i] = True
-            else:
-                seen.add(key)
-        return is_duplicate
-
-
-class _Recorder(Callback):
-    """Hypervolume of the population front and of the archive of all non-dominated points, per generation."""
-
-    def __init__(self, reference: np.ndarray, log_every: int, total: int) -> None:
-        super().__init__()
-        self.indicator = HV(ref_point=reference)
-        self.log_every, self.total = log_every, total
-        self.archive = np.empty((0, 2))
-        self.rows: list[tuple[int, int, float, float]] = []
-
-    def notify(self, algorithm: Any) -> None:
-        F = algorithm.pop.get("F")
-        front = F[non_dominated_2d(F)]
-        merged = np.vstack([self.archive, front])
-        self.archive = merged[non_dominated_2d(merged)]
-        hv, hv_archive = float(self.indicator(front)), float(self.indicator(self.archive))
-        self.rows.append((algorithm.n_gen, algorithm.evaluator.n_eval, hv, hv_archive))
-        if self.log_every and (algorithm.n_gen % self.log_every == 0 or algorithm.n_gen == self.total):
-            log.info("generation %d/%d: hypervolume %.3f (archive %.3f)", algorithm.n_gen, self.total, hv, hv_archive)
 
 
 def make_algorithm(name: str, population: int) -> Any:
@@ -221,7 +175,7 @@ def run_search(*, predictor: AccuracyPredictor, efficiency: FlopsModel | Latency
     problem = OfaProblem(predictor, efficiency)
     algo = make_algorithm(algorithm, population)
     ref = np.array(reference if reference is not None else (REFERENCE_ERROR, efficiency.reference), dtype=float)
-    recorder = _Recorder(ref, log_every, generations)
+    recorder = HypervolumeRecorder(ref, log_every, generations, log)
     start = time.perf_counter()
     with single_thread():
         res = minimize(problem, algo, ("n_gen", generations), seed=int(seed), callback=recorder, verbose=False)

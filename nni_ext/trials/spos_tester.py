@@ -16,7 +16,6 @@ Accuracies are fractions. As an nnictl trialCommand::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from typing import Sequence
@@ -115,15 +114,9 @@ def run(args: argparse.Namespace) -> dict[str, float]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from ..cli.common import run_guarded
+    from ..cli.common import trial_main
 
-    args = build_arg_parser().parse_args(argv)
-
-    def go() -> int:
-        print(json.dumps(run(args)))
-        return 0
-
-    return run_guarded(go)
+    return trial_main(build_arg_parser(), run, argv)
 
 
 if __name__ == "__main__":
