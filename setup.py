@@ -30,11 +30,13 @@ setup(
         "pillow>=9",
         "scikit-learn>=1.2",
         "tqdm>=4.60",
+        "matplotlib>=3.6",  # nni-ext report / ofa2 / ofa3 plots
+        "pandas>=1.5",
     ],
     extras_require={
         "dali": ["nvidia-dali-cuda120>=1.30"],
         "test": ["pytest>=7", "pytest-timeout>=2"],
-        "bench": ["matplotlib>=3.6"],
+        "bench": ["optuna>=3.0"],  # examples/moo_benchmark compares with Optuna's NSGAIISampler
     },
     entry_points={"console_scripts": ["nni-ext=nni_ext.cli:main"]},
 )

@@ -12,7 +12,7 @@ at the same evaluation budget and population size:
 trials) and compares it with the others at that budget. ``--overhead N`` times the tuner's own work per
 proposal over N trials against Optuna's. Hypervolumes use a fixed reference point per problem.
 
-Usage::
+Usage (Optuna comes with ``pip install -e ".[bench]"``)::
 
     python examples/moo_benchmark/benchmark.py --budget 2000 --population 40 --seeds 1 2 3 4 5
     python examples/moo_benchmark/benchmark.py --overhead 5000 --problems --seeds 1
