@@ -5,6 +5,7 @@ import argparse
 import logging
 
 from ..errors import NniExtError
+from ..trials.ofa2_predictor_trial import parse_resolutions
 
 LATENCY_HELP = ("CSV of member latencies: a header with a model column (model) and a latency column (latency_ms), "
                 "one row per model, the model named as in the tables (model_07) or by number (7)")
@@ -33,6 +34,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--out", required=True, help="output folder: ensembles.json/csv, models.csv, hypervolume.csv")
     s.add_argument("--log-every", type=int, default=100, help="progress line every N generations (0: quiet)")
     s.set_defaults(func=run_select_cmd)
+    t = ofa3.add_parser("tables", help="top-k prediction tables (model_XX_class/prob.csv) of a population")
+    t.add_argument("--population", required=True, help="OFA² result.json, or a JSON list of NNI / OFA dicts")
+    t.add_argument("--supernet", "--weights", dest="supernet", required=True, help="OFA MobileNetV3 w1.2 weights")
+    t.add_argument("--data", required=True, help="dataset root (train/ for BN recalibration, and --split)")
+    t.add_argument("--split", default="val", help="split to predict: the search subset's or the validation "
+                                                  "set's val (run once per split, into separate --out folders)")
+    t.add_argument("--out", required=True, help="tables folder (resumable: finished models are skipped)")
+    t.add_argument("--calib-images", type=int, default=2000, help="training images for BN recalibration")
+    t.add_argument("--batch-size", type=int, default=200)
+    t.add_argument("--device", default="auto")
+    t.add_argument("--backend", choices=["auto", "dali", "torchvision"], default="auto")
+    t.add_argument("--workers", type=int, default=2, help="loader workers")
+    t.add_argument("--resolutions", type=parse_resolutions, default=None,
+                   help="comma-separated resolutions of the space (default: the members')")
+    t.set_defaults(func=run_tables_cmd)
     g = ofa3.add_parser("plot", help="accuracy vs latency: single models, ensembles, extra points")
     g.add_argument("--models", required=True,
                    help="CSV of single models with latency_ms and an accuracy column (models.csv of select)")
@@ -62,6 +78,17 @@ def run_select_cmd(args: argparse.Namespace) -> int:
     if r.val_accuracy is not None:
         line += f", {100 * r.val_accuracy[best]:.2f} % on validation"
     print(f"{line}, {r.latency[best]:.2f} ms, {int(r.members[best].sum())} members -> {args.out}/")
+    return 0
+
+
+def run_tables_cmd(args: argparse.Namespace) -> int:
+    from ..ensemble.predict import write_prediction_tables
+
+    r = write_prediction_tables(args.population, supernet_path=args.supernet, data=args.data, split=args.split,
+                                out=args.out, batch_size=args.batch_size, calib_images=args.calib_images,
+                                device=args.device, backend=args.backend, resolutions=args.resolutions,
+                                num_workers=args.workers)
+    print(f"{len(r['written'])} model(s) written, {len(r['skipped'])} skipped, {r['images']} images -> {r['out']}/")
     return 0
 
 
