@@ -52,9 +52,9 @@ def choose_objectives(results: ExperimentResults, spec: str | None = None) -> Ob
     for key in COST_KEYS:
         if finished and all(isinstance(m.get(key), (int, float)) for m in finished):
             keys[key] = "minimize"
-    for key, limit in (("flops", "flops_limit"), ("latency_ms", "latency_limit_ms")):
-        if limit in args and key not in keys:
-            keys["flops" if key == "flops" else "latency"] = "minimize"
+    for limit, key in (("flops_limit", "flops"), ("latency_limit_ms", "latency")):  # SPOS evolution's classArgs
+        if limit in args:
+            keys.setdefault(key, "minimize")
     if len(keys) < 2:
         raise NniExtError("cannot tell the objectives of this experiment; name them, e.g. "
                           "--objectives default:max,flops:min")

@@ -41,6 +41,17 @@ def parse_space_args(items: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+def parse_resolutions(text: str) -> list[int]:
+    """``"160,192,224"`` -> ``[160, 192, 224]`` (an argparse ``type``)."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values:
+        raise argparse.ArgumentTypeError(f"{text!r} must be comma-separated integers, e.g. 160,192,224")
+    return values
+
+
 def trial_main(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], Any],
                argv: Sequence[str] | None = None) -> int:
     """Entry point of a trial module: parse ``argv``, call ``run(args)``, print its metrics as JSON.

@@ -48,7 +48,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def _space(resolutions: str | None) -> Any:
     from ..spaces.ofa_mbv3 import OfaMbv3Space
-    from ..trials.ofa2_predictor_trial import parse_resolutions
+    from .common import parse_resolutions
 
     if not resolutions:
         return OfaMbv3Space()

@@ -5,7 +5,7 @@ import argparse
 import logging
 
 from ..errors import NniExtError
-from ..trials.ofa2_predictor_trial import parse_resolutions
+from .common import parse_resolutions
 
 LATENCY_HELP = ("CSV of member latencies: a header with a model column (model) and a latency column (latency_ms), "
                 "one row per model, the model named as in the tables (model_07) or by number (7)")

@@ -41,7 +41,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from ..errors import NniExtError
-from .ofa2_predictor_trial import latency_model, parse_resolutions, read_architecture
+from ..cli.common import parse_resolutions
+from .ofa2_predictor_trial import latency_model, read_architecture
 
 if TYPE_CHECKING:
     from torch import nn

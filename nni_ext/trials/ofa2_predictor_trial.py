@@ -25,16 +25,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-
-def parse_resolutions(text: str) -> list[int]:
-    """``"160,192,224"`` -> ``[160, 192, 224]`` (an argparse ``type``)."""
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        values = []
-    if not values:
-        raise argparse.ArgumentTypeError(f"{text!r} must be comma-separated integers, e.g. 160,192,224")
-    return values
+from ..cli.common import parse_resolutions
 
 
 def build_arg_parser() -> argparse.ArgumentParser:

@@ -29,7 +29,7 @@ import time
 from typing import Any, Sequence
 
 from ..errors import NniExtError
-from .ofa2_predictor_trial import parse_resolutions
+from ..cli.common import parse_resolutions
 
 PARAM = "members"
 
