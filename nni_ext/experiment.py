@@ -22,6 +22,8 @@ from typing import Any, Callable
 from .errors import NniExtError
 
 TERMINAL = ("DONE", "ERROR", "STOPPED")
+#: trial states that may still report
+ACTIVE = ("WAITING", "RUNNING", "UNKNOWN")
 
 
 def free_port() -> int:
@@ -96,15 +98,29 @@ class Experiment:
         return out
 
     def wait(self, *, timeout: float = 3600, poll: float = 2.0,
-             progress: Callable[["Experiment", dict[str, Any]], None] | None = None) -> str:
-        """Poll until the experiment is DONE/ERROR/STOPPED; returns that status."""
+             progress: Callable[["Experiment", dict[str, Any]], None] | None = None,
+             tuner_end: bool = False) -> str:
+        """Poll until the experiment is DONE/ERROR/STOPPED; returns that status.
+
+        With ``tuner_end``, also return ``"TUNER_NO_MORE_TRIAL"`` once the tuner has said it has no
+        more trials and no trial is waiting or running on two polls in a row (NNI 3.0 never turns
+        that status into DONE; a tuner that finishes before ``maxTrialNumber`` ends this way).
+        """
         deadline = time.time() + timeout
+        quiet_polls = 0
         while True:
             status = self.status()
             if progress:
                 progress(self, status)
             if status["status"] in TERMINAL:
                 return status["status"]
+            if tuner_end and status["status"] == "TUNER_NO_MORE_TRIAL":
+                busy = [t for t in self.trials() if t.status in ACTIVE]
+                quiet_polls = 0 if busy else quiet_polls + 1
+                if quiet_polls >= 2:
+                    return status["status"]
+            else:
+                quiet_polls = 0
             if time.time() > deadline:
                 raise NniExtError(f"experiment {self.id} still {status['status']} after {timeout:g}s; "
                                   f"see {self.url} or `nnictl stop {self.id}`")

@@ -7,7 +7,8 @@ import sys
 from typing import Sequence
 
 from .. import __version__
-from . import cost_cmd, data_cmd, ofa2_cmd, ofa3_cmd, quickstart_cmd, register_cmd, report_cmd, spos_cmd, ss_gen_cmd
+from . import (cost_cmd, data_cmd, ofa2_cmd, ofa3_cmd, pcdarts_cmd, quickstart_cmd, register_cmd, report_cmd, spos_cmd,
+               ss_gen_cmd)
 from .common import run_guarded
 
 #: ``nni-ext cost <sub>`` commands that sit beside ``nni-ext cost SPACE``
@@ -19,7 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"nni-ext {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details (and show tracebacks)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (ss_gen_cmd, cost_cmd, data_cmd, register_cmd, spos_cmd, report_cmd, ofa2_cmd, ofa3_cmd, quickstart_cmd):
+    for module in (ss_gen_cmd, cost_cmd, data_cmd, register_cmd, spos_cmd, report_cmd, ofa2_cmd, ofa3_cmd, pcdarts_cmd,
+                   quickstart_cmd):
         module.add_parser(sub)
     return parser
 

@@ -1,0 +1,271 @@
+"""PC-DARTS search with a complexity penalty: the weight step minimises (1 - nu) * CE + nu * R (MOOD-NAS).
+
+First-order bilevel search on a 50/50 split of the training data, PC-DARTS's published recipe as
+the defaults (:class:`SearchConfig`). Per step: once the architecture is unfrozen (epoch >=
+``arch_warmup``), one Adam step on the architecture parameters (alphas and edge-normalisation
+betas) with the cross-entropy of a batch from the search half; then one SGD step on the weights
+with ``(1 - nu) * CE + nu * R`` on a batch from the weight half, gradients clipped to ``grad_clip``.
+
+R, the regulariser (MOOD-NAS's ``-o l1`` / ``-o l2``), is computed on the network weights (not the
+architecture parameters):
+
+* ``l1``: the sum of absolute values of every weight;
+* ``l2``: the sum of squares (MOOD-NAS's ``MSELoss(reduction='sum')`` against zero);
+* ``flops`` / ``params`` (an extension): the expected multiply-accumulates / parameters, in millions,
+  of the mixed operations under the current architecture distribution (differentiable in alpha
+  and beta only; see :meth:`nni_ext.pcdarts.SearchNetwork.expected_cost`);
+* ``none``: plain PC-DARTS.
+
+SGD weight decay stays a separate option (MOOD-NAS's "L1 with fixed L2" runs use 3e-4).
+
+Reported losses are averages over the last epoch (MOOD-NAS logged last-batch values), together
+with the search-validation accuracy, the derived genotype and the parameters and FLOPs of its
+evaluation network (``eval_channels`` x ``eval_layers``, no auxiliary head, as MOOD-NAS counts).
+A state file in ``out_dir`` is written atomically after each epoch, and a rerun with the same
+configuration resumes from it.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from .._io import atomic_write, atomic_write_json
+from ..data.in_memory import Augment, ImageTensors, TensorBatches, load_split, split_in_two
+from ..devices import resolve_device
+from ..errors import NniExtError
+from .evaluation import evaluate
+from .runtime import capture_rng, restore_rng, seed_everything
+
+log = logging.getLogger(__name__)
+
+REGULARIZERS = ("l1", "l2", "flops", "params", "none")
+STATE_FILE = "search_state.pt"
+
+
+@dataclass
+class SearchConfig:
+    """Every option of a PC-DARTS search; the defaults are PC-DARTS's published ones (CIFAR-10)."""
+
+    data: str
+    out_dir: str = "runs/pcdarts-search"
+    nu: float = 0.0
+    regularizer: str = "l1"
+    image_size: int | None = None
+    subsample: float = 1.0
+    train_portion: float = 0.5
+    batch_size: int = 256
+    epochs: int = 50
+    lr: float = 0.1
+    lr_min: float = 0.0
+    momentum: float = 0.9
+    weight_decay: float = 3e-4
+    arch_lr: float = 6e-4
+    arch_betas: tuple[float, float] = (0.5, 0.999)
+    arch_weight_decay: float = 1e-3
+    arch_warmup: int = 15
+    grad_clip: float = 5.0
+    init_channels: int = 16
+    layers: int = 8
+    partial_k: int = 4
+    flip: bool = True
+    cutout: int = 0
+    eval_channels: int = 36
+    eval_layers: int = 20
+    seed: int = 2
+    device: str = "auto"
+    max_steps: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def check(self) -> None:
+        """Raise ``ValueError`` naming the first bad option."""
+        if not 0.0 <= self.nu <= 1.0 or math.isnan(self.nu):
+            raise ValueError(f"nu={self.nu} must be in [0, 1]: the weight step minimises (1 - nu) * CE + nu * R")
+        if self.regularizer not in REGULARIZERS:
+            raise ValueError(f"regularizer={self.regularizer!r}; choose one of {', '.join(REGULARIZERS)}")
+        for name in ("batch_size", "epochs", "init_channels", "layers", "partial_k", "eval_channels", "eval_layers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
+        if self.layers < 3:
+            raise ValueError(f"layers={self.layers} must be >= 3 (two reduction cells and a normal one)")
+        if self.init_channels % self.partial_k:
+            raise ValueError(f"init_channels={self.init_channels} must be divisible by partial_k={self.partial_k}")
+        if self.lr <= 0 or self.arch_lr <= 0:
+            raise ValueError(f"lr={self.lr} and arch_lr={self.arch_lr} must be > 0")
+        if not 0 < self.subsample <= 1:
+            raise ValueError(f"subsample={self.subsample} must be in (0, 1]: the share of the training images used")
+        if not 0 <= self.arch_warmup:
+            raise ValueError(f"arch_warmup={self.arch_warmup} must be >= 0")
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The options a resumed run must share with the state file (everything but paths and device)."""
+        d = asdict(self)
+        for key in ("out_dir", "device", "data", "max_steps", "extra"):
+            d.pop(key)
+        d["arch_betas"] = list(d["arch_betas"])
+        return d
+
+
+def regularization(model: Any, kind: str, weights: list[nn.Parameter]) -> torch.Tensor:
+    """R of the current network: ``l1`` / ``l2`` of ``weights``, or the expected ``flops`` / ``params`` in millions."""
+    if kind == "l1":
+        return torch.stack([p.abs().sum() for p in weights]).sum()
+    if kind == "l2":
+        return torch.stack([p.pow(2).sum() for p in weights]).sum()
+    if kind in ("flops", "params"):
+        return model.expected_cost(kind) / 1e6
+    return torch.zeros((), device=weights[0].device)
+
+
+@dataclass
+class SearchResult:
+    """What a search reports: the metric dict (NNI's final result) and the per-epoch history."""
+
+    metrics: dict[str, Any]
+    history: list[dict[str, Any]]
+    genotype: Any
+    out_dir: Path
+
+
+def eval_network_cost(genotype: Any, *, num_classes: int, channels: int, layers: int, image_size: int,
+                      in_channels: int = 3) -> dict[str, int]:
+    """Parameters and FLOPs (MACs) of the evaluation network of ``genotype`` (no auxiliary head)."""
+    from ..cost.counting import count
+    from ..pcdarts import EvalNetwork
+
+    net = EvalNetwork(genotype, C=channels, num_classes=num_classes, layers=layers, auxiliary=False,
+                      in_channels=in_channels)
+    cost = count(net, (1, in_channels, image_size, image_size), device="cpu")
+    return {"params": int(cost.params), "flops": int(cost.flops)}
+
+
+def run_search(cfg: SearchConfig, *, on_epoch: Callable[[dict[str, Any]], None] | None = None,
+               train_data: ImageTensors | None = None) -> SearchResult:
+    """Run (or resume) one search; ``on_epoch`` gets each epoch's record (e.g. an NNI intermediate report)."""
+    from tqdm.auto import tqdm
+
+    from ..pcdarts import SearchNetwork
+    from ..pcdarts.genotypes import genotype_to_dict
+
+    cfg.check()
+    device = resolve_device(cfg.device)
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    seed_everything(cfg.seed)
+    data = train_data if train_data is not None else load_split(cfg.data, "train", image_size=cfg.image_size)
+    if cfg.subsample < 1:
+        data, _ = split_in_two(data, cfg.subsample, seed=cfg.seed + 7)
+    weight_half, search_half = split_in_two(data, cfg.train_portion, seed=cfg.seed)
+    mean, std = data.channel_stats()
+    augment = Augment(flip=cfg.flip, cutout=cfg.cutout)
+    train_batches = TensorBatches(weight_half, batch_size=cfg.batch_size, mean=mean, std=std, augment=augment,
+                                  seed=cfg.seed, device=device)
+    search_batches = TensorBatches(search_half, batch_size=cfg.batch_size, mean=mean, std=std, augment=augment,
+                                   seed=cfg.seed + 1, device=device)
+    valid_batches = TensorBatches(search_half, batch_size=cfg.batch_size, mean=mean, std=std, shuffle=False,
+                                  device=device)
+    image_size = int(data.images.shape[-1])
+
+    model = SearchNetwork(C=cfg.init_channels, num_classes=data.num_classes, layers=cfg.layers,
+                          partial_k=cfg.partial_k, in_channels=int(data.images.shape[1])).to(device)
+    weights = model.weight_parameters()
+    optimizer = torch.optim.SGD(weights, cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, cfg.epochs, eta_min=cfg.lr_min)
+    arch_optimizer = torch.optim.Adam(model.arch_parameters(), lr=cfg.arch_lr, betas=cfg.arch_betas,
+                                      weight_decay=cfg.arch_weight_decay)
+    criterion = nn.CrossEntropyLoss()
+
+    history: list[dict[str, Any]] = []
+    start_epoch = 0
+    state_path = out / STATE_FILE
+    if state_path.exists():
+        state = torch.load(state_path, map_location=device, weights_only=False)
+        if state.get("config") != cfg.fingerprint():
+            raise NniExtError(f"{state_path} was written by a search with other options; use a new --out folder "
+                              f"or delete the file to start over")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        arch_optimizer.load_state_dict(state["arch_optimizer"])
+        train_batches.generator.set_state(state["train_gen"])
+        search_batches.generator.set_state(state["search_gen"])
+        restore_rng(state["rng"])
+        history, start_epoch = state["history"], state["epoch"]
+        log.info("resuming the search from epoch %d of %d (%s)", start_epoch, cfg.epochs, state_path)
+
+    search_iter = search_batches.cycle()
+    steps_done = 0
+    for epoch in range(start_epoch, cfg.epochs):
+        started = time.perf_counter()
+        model.train()
+        sums = {"criterion_loss": 0.0, "reg_loss": 0.0, "loss": 0.0, "correct": 0.0, "images": 0}
+        lr = scheduler.get_last_lr()[0]
+        bar = tqdm(train_batches, desc=f"search nu={cfg.nu:g} epoch {epoch + 1}/{cfg.epochs}", unit="batch",
+                   leave=False, dynamic_ncols=True, mininterval=2.0)
+        for images, labels in bar:
+            if epoch >= cfg.arch_warmup:
+                x_search, y_search = next(search_iter)
+                arch_optimizer.zero_grad(set_to_none=True)
+                criterion(model(x_search), y_search).backward()
+                arch_optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            logits = model(images)
+            ce = criterion(logits, labels)
+            reg = regularization(model, cfg.regularizer, weights)
+            loss = (1.0 - cfg.nu) * ce + cfg.nu * reg
+            loss.backward()
+            nn.utils.clip_grad_norm_(weights, cfg.grad_clip)
+            optimizer.step()
+            n = len(labels)
+            sums["criterion_loss"] += ce.item() * n
+            sums["reg_loss"] += reg.item() * n
+            sums["loss"] += loss.item() * n
+            sums["correct"] += (logits.argmax(1) == labels).sum().item()
+            sums["images"] += n
+            steps_done += 1
+            if cfg.max_steps is not None and steps_done >= cfg.max_steps:
+                break
+        bar.close()
+        scheduler.step()
+        model.eval()
+        valid = evaluate(model, valid_batches)
+        n = max(sums["images"], 1)
+        record = {"epoch": epoch + 1, "lr": lr, "criterion_loss": sums["criterion_loss"] / n,
+                  "reg_loss": sums["reg_loss"] / n, "loss": sums["loss"] / n, "train_acc": sums["correct"] / n,
+                  "valid_acc": valid["top1"], "valid_loss": valid["loss"], "seconds": time.perf_counter() - started,
+                  "genotype": str(model.genotype())}
+        history.append(record)
+        log.info("epoch %d/%d: CE %.4f, R %.4g, train acc %.4f, search-valid acc %.4f (%.1f s)", epoch + 1,
+                 cfg.epochs, record["criterion_loss"], record["reg_loss"], record["train_acc"], record["valid_acc"],
+                 record["seconds"])
+        print(f"epoch {epoch + 1}/{cfg.epochs}  nu={cfg.nu:g}  CE {record['criterion_loss']:.4f}  "
+              f"{cfg.regularizer} {record['reg_loss']:.4g}  train {record['train_acc']:.4f}  "
+              f"valid {record['valid_acc']:.4f}  ({record['seconds']:.1f} s)", flush=True)
+        state = {"config": cfg.fingerprint(), "epoch": epoch + 1, "history": history, "model": model.state_dict(),
+                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                 "arch_optimizer": arch_optimizer.state_dict(), "train_gen": train_batches.generator.get_state(),
+                 "search_gen": search_batches.generator.get_state(), "rng": capture_rng()}
+        atomic_write(state_path, lambda tmp, s=state: torch.save(s, tmp))
+        if on_epoch is not None:
+            on_epoch(record)
+        if cfg.max_steps is not None and steps_done >= cfg.max_steps:
+            break
+
+    if not history:
+        raise NniExtError(f"no epoch ran (epochs={cfg.epochs}); nothing to report")
+    genotype = model.genotype()
+    last = history[-1]
+    cost = eval_network_cost(genotype, num_classes=data.num_classes, channels=cfg.eval_channels,
+                             layers=cfg.eval_layers, image_size=image_size, in_channels=int(data.images.shape[1]))
+    metrics = {"default": last["valid_acc"], "criterion_loss": last["criterion_loss"], "reg_loss": last["reg_loss"],
+               "train_acc": last["train_acc"], "params": cost["params"], "flops": cost["flops"], "nu": cfg.nu,
+               "regularizer": cfg.regularizer, "genotype": str(genotype)}
+    atomic_write_json(out / "result.json", {**metrics, "genotype_dict": genotype_to_dict(genotype),
+                                            "config": cfg.fingerprint(), "history": history})
+    return SearchResult(metrics, history, genotype, out)
