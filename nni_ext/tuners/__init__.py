@@ -7,6 +7,7 @@ from ._moo import NSGA2Tuner as NSGA2Tuner
 from ._moo import SMSEMOATuner as SMSEMOATuner
 from ._moo import SPEA2Tuner as SPEA2Tuner
 from ._ofa3_ensemble import OFA3EnsembleTuner as OFA3EnsembleTuner
+from ._reg_sweep import RegularizationSweep as RegularizationSweep
 from ._spos_evolution import EvolutionWithFlops as EvolutionWithFlops
 from ._spos_evolution import EvolutionWithLatency as EvolutionWithLatency
 from .base import BaseTuner as BaseTuner
@@ -15,5 +16,5 @@ from .base import registered_tuners as registered_tuners
 from .params import ParameterSpace as ParameterSpace
 
 __all__ = ["BaseTuner", "ConstrainedRandomTuner", "EvolutionWithFlops", "EvolutionWithLatency", "MultiObjectiveTuner",
-           "NSGA2Tuner", "OFA3EnsembleTuner", "ParameterSpace", "SMSEMOATuner", "SPEA2Tuner",
+           "NSGA2Tuner", "OFA3EnsembleTuner", "ParameterSpace", "RegularizationSweep", "SMSEMOATuner", "SPEA2Tuner",
            "register_tuner", "registered_tuners"]

@@ -1,0 +1,409 @@
+"""The ``RegularizationSweep`` tuner: MOOD-NAS's adaptive weighted-sum sweep of a regularisation strength ν."""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+from nni import NoMoreTrialError
+
+from .._io import atomic_write_csv, atomic_write_json
+from ..sweep import front_order, normalised_gaps, open_gaps, was_tried
+from .base import (
+    BaseTuner,
+    decode_metric,
+    normalize_metrics,
+    register_tuner,
+    reported_parameters,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SweepTrial:
+    """One tried ν: proposed (``running``), finished (``ok``) or ``failed``; imported ones have no id."""
+
+    nu: float
+    params: dict[str, Any]
+    parameter_id: int | None
+    status: str = "running"  # running | ok | failed
+    reg: float = math.nan
+    crit: float = math.nan
+    default: float = math.nan
+    reason: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)  # other scalar metric entries (params, flops, genotype)
+
+
+def _number(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _extras(raw: Any, skip: set[str]) -> dict[str, Any]:
+    if not isinstance(raw, Mapping):
+        return {}
+    out = {}
+    for key, value in raw.items():
+        if key in skip or key == "architecture":
+            continue
+        if isinstance(value, str) or (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                      and math.isfinite(value)):
+            out[str(key)] = value
+    return out
+
+
+@register_tuner("RegularizationSweep")
+class RegularizationSweep(BaseTuner):
+    """Fill the (reg_loss, criterion_loss) Pareto front by choosing regularisation strengths ν (MOOD-NAS).
+
+    Each trial trains with loss ``(1 - ν) * CE + ν * R`` for the ν it is given and reports a metric dict
+    with ``reg_loss`` (``R``) and ``criterion_loss`` (``CE``), both minimised; ``default`` is only recorded.
+    The sweep starts with the ``initial`` ν (0.2, then 0.0); from then on it keeps the non-dominated
+    (reg_loss, criterion_loss) points sorted by reg_loss, measures each gap between neighbours in
+    objectives normalised to [0, 1] over the front, and proposes for the widest unvisited gap the ν
+    normal to the segment between its two points, in raw units:
+    ``ν = (C_a - C_b) / ((C_a - C_b) + (R_b - R_a))`` (both points then have the same weighted sum,
+    MOOD-NAS's ``WeightEstimator.calculate_next_weight``). A gap is visited once its ν is tried, being
+    tried, or failed (so a ν is never proposed twice); the sweep ends when the widest unvisited gap is
+    narrower than ``delta`` (or after ``max_trials``). The kernels live in :mod:`nni_ext.sweep`.
+
+    **Concurrency.** MOOD-NAS runs one search at a time; here several trials run at once: a gap being
+    evaluated counts as visited and the next request takes the next-widest gap. When no gap is open but
+    trials still run (their results may open new gaps), the request is refused with
+    ``NoMoreTrialError`` and *owed*: the tuner keeps the parameter ids NNI's dispatcher created for the
+    refused requests (``msg_dispatcher._create_parameter_id``; the dispatcher never uses them) and the
+    ``st_callback`` it passes to :meth:`generate_multiple_parameters`, and as soon as a later result opens
+    gaps it sends the owed trials through ``st_callback(parameter_id, parameters)``
+    (``MsgDispatcher.send_trial_callback``, a ``NEW_TRIAL_JOB`` command). Running plus owed trials always
+    equal ``trialConcurrency``, so no more than that many run.
+
+    What NNI 3.0's manager (``nni_node/core/nnimanager.js``) does meanwhile:
+
+    * a refused request: the dispatcher answers ``NO_MORE_TRIAL_JOBS`` and the manager sets the experiment
+      status to ``TUNER_NO_MORE_TRIAL``; running trials go on, and the manager still asks for one new trial
+      per trial that ends, which the tuner grants when a gap is open;
+    * an owed trial sent through the callback: ``NEW_TRIAL_JOB`` queues it; if the status was
+      ``TUNER_NO_MORE_TRIAL`` the manager logs "It is not supposed to receive more trials after
+      NO_MORE_TRIAL is set" (harmless) and sets the status back to ``RUNNING``; the trial starts in the
+      free slot;
+    * the end: the sweep is finished and nothing runs, so every request is refused and the experiment
+      stays in ``TUNER_NO_MORE_TRIAL`` (NNI 3.0 never turns that into ``DONE``); ``front.json`` then says
+      ``"finished": true``; stop the experiment with ``nnictl stop``. If ``maxTrialNumber`` is reached
+      first the manager goes ``NO_MORE_TRIAL`` and then ``DONE`` as usual.
+
+    Failed trials (a crash, a NaN or missing ``reg_loss``/``criterion_loss``) are recorded; their ν
+    counts as tried, so they never stall the sweep. ``nnictl resume`` (or ``experiment import``) feeds
+    finished trials to :meth:`import_data`, which rebuilds the points and the visited gaps (the gaps
+    whose ν was tried): the resumed sweep proposes what the uninterrupted one would have.
+
+    Output, rewritten atomically after every change in ``output_dir`` (default ``<experiment dir>/sweep``,
+    i.e. ``<cwd>/../sweep`` under NNI, which starts the tuner in ``<experiment dir>/log``; nothing is
+    written outside NNI unless ``output_dir`` is given):
+
+    * ``sweep.csv``: every trial (parameter_id, nu, status, reg_loss, criterion_loss, default, pareto,
+      reason);
+    * ``front.json``: the settings, counts, whether the sweep is finished, the largest unvisited gap and
+      the front (ν, losses, the trial's other scalar metrics such as ``params``/``flops``/``genotype``,
+      its parameters and the normalised gap to the next point).
+
+    YAML::
+
+        searchSpace:
+          nu: {_type: uniform, _value: [0, 1]}   # only the name is used
+        tuner:
+          className: nni_ext.tuners.RegularizationSweep   # or name: RegularizationSweep after `nni-ext register`
+          classArgs:
+            delta: 0.15
+
+    Args:
+        parameter: name of ν in the search space (default ``"nu"``). Every other parameter of the space
+            must be a ``choice`` with one value, passed to the trials as is.
+        initial: the ν tried first, in order (default ``[0.2, 0.0]``), each in [0, 1].
+        delta: stop when the widest unvisited normalised gap is below this (default 0.15).
+        max_trials: stop after this many trials in all (imported ones included); default no limit.
+        reg_key, criterion_key: metric keys of ``R`` and ``CE`` (default ``reg_loss``, ``criterion_loss``).
+        output_dir: where ``sweep.csv`` and ``front.json`` go.
+
+    Example (in-process, without NNI):
+        >>> tuner = RegularizationSweep(delta=0.6)
+        >>> tuner.update_search_space({"nu": {"_type": "uniform", "_value": [0, 1]}})
+        >>> for pid in range(4):
+        ...     nu = tuner.generate_parameters(pid)["nu"]
+        ...     tuner.receive_trial_result(pid, {}, {"reg_loss": (1 - nu) ** 2, "criterion_loss": nu ** 2})
+        ...     tuner.trial_end(pid, True)
+        >>> [round(t.nu, 6) for t in tuner.trials]
+        [0.2, 0.0, 0.1, 0.15]
+        >>> tuner.generate_parameters(4)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        nni.NoMoreTrialError: the sweep is finished: no unvisited gap of the front is 0.6 wide ...
+    """
+
+    def __init__(self, *, parameter: str = "nu", initial: Sequence[float] = (0.2, 0.0), delta: float = 0.15,
+                 max_trials: int | None = None, reg_key: str = "reg_loss", criterion_key: str = "criterion_loss",
+                 output_dir: str | None = None) -> None:
+        super().__init__(seed=0)  # deterministic: no random choice is made
+        if not isinstance(parameter, str) or not parameter:
+            raise ValueError(f"parameter={parameter!r} must be the (non-empty) name of ν in the search space")
+        if isinstance(initial, (int, float)):
+            initial = [initial]
+        if not isinstance(initial, Sequence) or isinstance(initial, str) or not initial:
+            raise ValueError(f"initial={initial!r} must be a non-empty list of weights in [0, 1], e.g. [0.2, 0.0]")
+        values = []
+        for v in initial:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
+                raise ValueError(f"initial={list(initial)!r}: {v!r} is not a weight in [0, 1]")
+            if was_tried(float(v), values):
+                raise ValueError(f"initial={list(initial)!r} names {v!r} twice")
+            values.append(float(v))
+        if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not (0 < delta < math.inf):
+            raise ValueError(f"delta={delta!r} must be a positive number (a normalised distance, e.g. 0.15)")
+        if max_trials is not None and (isinstance(max_trials, bool) or not isinstance(max_trials, int)
+                                       or max_trials < 1):
+            raise ValueError(f"max_trials={max_trials!r} must be a positive integer or left out")
+        for name, key in (("reg_key", reg_key), ("criterion_key", criterion_key)):
+            if not isinstance(key, str) or not key:
+                raise ValueError(f"{name}={key!r} must be a metric key")
+        if reg_key == criterion_key:
+            raise ValueError(f"reg_key and criterion_key are both {reg_key!r}; they must differ")
+        self.parameter, self.initial, self.delta = parameter, values, float(delta)
+        self.max_trials, self.reg_key, self.criterion_key = max_trials, reg_key, criterion_key
+        log_dir = os.environ.get("NNI_LOG_DIRECTORY")  # <experiment dir>/log under NNI 3.0's dispatcher
+        self.output_dir = Path(output_dir) if output_dir else Path(log_dir).parent / "sweep" if log_dir else None
+        self.fixed: dict[str, Any] = {}
+        self.trials: list[SweepTrial] = []  # every tried ν, in the order tried (imported first)
+        self._by_id: dict[int, SweepTrial] = {}
+        self._owed: deque[int] = deque()
+        self._callback: Callable[[int, dict[str, Any]], None] | None = None
+        self._lock = threading.RLock()  # NNI calls trial_end from another thread than the rest
+
+    # ------------------------------------------------------------------ set-up
+    def _on_search_space(self) -> None:
+        assert self.space is not None
+        if self.parameter not in self.space.names:
+            raise ValueError(f"parameter={self.parameter!r} is not in the search space (it has "
+                             f"{', '.join(map(repr, self.space.names)) or 'nothing'}); name ν there or set "
+                             "classArgs parameter")
+        fixed, bad = {}, []
+        for p in self.space.parameters:
+            if p.name == self.parameter:
+                continue
+            if p.type == "choice" and len(p.args) == 1:
+                fixed[p.name] = p.args[0]
+            else:
+                bad.append(p.name)
+        if bad:
+            raise ValueError(f"search space parameter(s) {', '.join(map(repr, bad))} are not fixed: besides "
+                             f"{self.parameter!r} the sweep only passes through choices with one value")
+        self.fixed = fixed
+
+    # ------------------------------------------------------------------ state
+    def tried(self) -> list[float]:
+        """Every ν tried, being tried or failed (the visited gaps are those whose ν is here)."""
+        return [t.nu for t in self.trials]
+
+    def points(self) -> np.ndarray:
+        """``(R, C)`` of every successful trial, in the order of :attr:`trials` (``ok`` ones only)."""
+        return np.array([(t.reg, t.crit) for t in self.trials if t.status == "ok"], dtype=float).reshape(-1, 2)
+
+    def front(self) -> list[SweepTrial]:
+        """The successful trials on the Pareto front, sorted by reg_loss."""
+        ok = [t for t in self.trials if t.status == "ok"]
+        return [ok[i] for i in front_order(self.points())]
+
+    def running(self) -> int:
+        """How many proposed trials have neither a result nor an end yet."""
+        return sum(t.status == "running" for t in self.trials)
+
+    def is_finished(self) -> bool:
+        """Nothing runs and nothing is left to propose (no wide unvisited gap, or ``max_trials`` reached)."""
+        with self._lock:
+            return self.running() == 0 and self._next()[0] is None
+
+    def _next(self) -> tuple[float | None, str]:
+        """The next ν to try, or ``None`` and why not."""
+        tried = self.tried()
+        if self.max_trials is not None and len(tried) >= self.max_trials:
+            return None, f"max_trials={self.max_trials} trials have been proposed"
+        for v in self.initial:
+            if not was_tried(v, tried):
+                return v, "initial"
+        gaps = open_gaps(self.points(), tried, self.delta)
+        if gaps:
+            return gaps[0].nu, f"gap {gaps[0].distance:.4g}"
+        running = self.running()
+        if running:
+            return None, f"no unvisited gap of the front is {self.delta:g} wide while {running} trial(s) run"
+        return None, (f"the sweep is finished: no unvisited gap of the front is {self.delta:g} wide "
+                      f"({len(tried)} trials, front of {len(self.front())})")
+
+    def _issue(self, parameter_id: int, nu: float, why: str) -> dict[str, Any]:
+        params = {**self.fixed, self.parameter: nu}
+        trial = SweepTrial(nu, params, parameter_id)
+        self.trials.append(trial)
+        self._by_id[parameter_id] = trial
+        self.issued[parameter_id] = params
+        logger.debug("RegularizationSweep: trial %d gets %s=%r (%s)", parameter_id, self.parameter, nu, why)
+        return params
+
+    # ------------------------------------------------------------------ NNI API
+    def generate_parameters(self, parameter_id: int, **kwargs: Any) -> dict[str, Any]:
+        if self.space is None:
+            raise RuntimeError("the search space has not been set; give searchSpaceFile in the experiment config")
+        with self._lock:
+            nu, why = self._next()
+            if nu is None:
+                self._write_files()
+                raise NoMoreTrialError(why)
+            params = self._issue(parameter_id, nu, why)
+            self._write_files()
+            return params
+
+    def generate_multiple_parameters(self, parameter_id_list: list[int], **kwargs: Any) -> list[dict[str, Any]]:
+        """NNI's dispatcher entry point: as many parameter sets as gaps allow; the rest are owed (see above)."""
+        callback = kwargs.get("st_callback")
+        out: list[dict[str, Any]] = []
+        with self._lock:
+            for i, parameter_id in enumerate(parameter_id_list):
+                try:
+                    out.append(self.generate_parameters(parameter_id, **kwargs))
+                except NoMoreTrialError as exc:
+                    refused = list(parameter_id_list[i:])
+                    if callback is not None:  # running + owed trials = trialConcurrency
+                        self._callback = callback
+                        self._owed.extend(refused)
+                    if self.running():
+                        logger.info("RegularizationSweep: %s; %d request(s) owed, answered when a result opens a "
+                                    "gap", exc, len(self._owed))
+                    else:  # the owed ids are kept all the same, for a result arriving late
+                        logger.info("RegularizationSweep: %s", exc)
+                    break
+        return out
+
+    def receive_trial_result(self, parameter_id: int, parameters: Mapping[str, Any], value: Any,
+                             **kwargs: Any) -> None:
+        # ``parameters`` is not trusted: NNI's dispatcher can hand over '' (it overwrites the first id of a
+        # partly refused request when it sends NO_MORE_TRIAL_JOBS); the tuner knows what it issued.
+        with self._lock:
+            trial = self._by_id.get(parameter_id)
+            if trial is None:  # customized, or a trial of an earlier experiment
+                self._record_new(reported_parameters(value) or dict(parameters or {}), value, None)
+            elif trial.status == "ok":
+                logger.warning("RegularizationSweep: a second result for trial %d ignored", parameter_id)
+                return
+            else:
+                self._finish(trial, value)
+            self._send_owed()
+            self._write_files()
+
+    def trial_end(self, parameter_id: int, success: bool, **kwargs: Any) -> None:
+        with self._lock:
+            super().trial_end(parameter_id, success)
+            trial = self._by_id.get(parameter_id)
+            if trial is not None and trial.status == "running":
+                trial.status = "failed"
+                trial.reason = "trial ended without a final result" + ("" if success else " (failed or killed)")
+                logger.warning("RegularizationSweep: %s=%.6g: %s", self.parameter, trial.nu, trial.reason)
+            self._send_owed()  # a failure opens no gap; kept for symmetry (and a result arriving late)
+            self._write_files()
+
+    def import_data(self, data: list[dict[str, Any]]) -> None:
+        """Replay finished trials (``nnictl resume``): the points and the tried ν, hence the visited gaps.
+
+        As :meth:`BaseTuner.import_data`, parameters the trial reported (``nni_ext.trial.report_final``)
+        win over NNI's record; the raw metric is kept so that ``front.json`` still has e.g. the genotype.
+        """
+        count = 0
+        with self._lock:
+            for record in data:
+                if "parameter" not in record or "value" not in record:
+                    continue
+                params = reported_parameters(record["value"]) or dict(record["parameter"] or {})
+                count += self._record_new(params, record["value"], None) is not None
+            self._write_files()
+        logger.info("RegularizationSweep: imported %d finished trials; front of %d points", count,
+                    len(self.front()))
+
+    def _tell(self, parameters: dict[str, Any], metrics: dict[str, float]) -> None:
+        with self._lock:
+            self._record_new(parameters, metrics, None)
+
+    # ------------------------------------------------------------------ results
+    def _record_new(self, params: Mapping[str, Any], value: Any, parameter_id: int | None) -> SweepTrial | None:
+        nu = params.get(self.parameter) if isinstance(params, Mapping) else None
+        if isinstance(nu, bool) or not isinstance(nu, (int, float)) or not math.isfinite(nu):
+            logger.warning("RegularizationSweep: ignoring a result without a numeric %r parameter: %s",
+                           self.parameter, dict(params) if isinstance(params, Mapping) else params)
+            return None
+        trial = SweepTrial(float(nu), dict(params), parameter_id)
+        self.trials.append(trial)
+        self._finish(trial, value)
+        return trial
+
+    def _finish(self, trial: SweepTrial, value: Any) -> None:
+        metrics = normalize_metrics(value)
+        trial.reg = metrics.get(self.reg_key, math.nan)
+        trial.crit = metrics.get(self.criterion_key, math.nan)
+        trial.default = metrics.get("default", math.nan)
+        trial.extra = _extras(decode_metric(value), {self.reg_key, self.criterion_key, "default"})
+        bad = [k for k, v in ((self.reg_key, trial.reg), (self.criterion_key, trial.crit)) if not math.isfinite(v)]
+        if bad:
+            trial.status, trial.reason = "failed", f"metric(s) {', '.join(bad)} missing or not finite"
+            logger.info("RegularizationSweep: %s=%.6g failed: %s", self.parameter, trial.nu, trial.reason)
+            return
+        trial.status, trial.reason = "ok", ""
+        gaps = open_gaps(self.points(), self.tried(), self.delta)
+        logger.info("RegularizationSweep: %s=%.6g -> %s=%.6g %s=%.6g; front of %d, %d open gap(s)%s",
+                    self.parameter, trial.nu, self.reg_key, trial.reg, self.criterion_key, trial.crit,
+                    len(self.front()), len(gaps), f", widest {gaps[0].distance:.4g}" if gaps else "")
+
+    def _send_owed(self) -> None:
+        while self._owed and self._callback is not None:
+            nu, why = self._next()
+            if nu is None:
+                return
+            parameter_id = self._owed.popleft()
+            params = self._issue(parameter_id, nu, why)
+            try:
+                self._callback(parameter_id, params)
+            except Exception:  # the channel is gone: forget the trial rather than wait for it forever
+                logger.exception("RegularizationSweep: sending owed trial %d failed", parameter_id)
+                self.trials.remove(self._by_id.pop(parameter_id))
+                self.issued.pop(parameter_id, None)
+                self._owed.appendleft(parameter_id)
+                return
+            logger.info("RegularizationSweep: sent owed trial %d with %s=%.6g (%s)", parameter_id,
+                        self.parameter, nu, why)
+
+    # ------------------------------------------------------------------ files
+    def _write_files(self) -> None:
+        if self.output_dir is None:
+            return
+        front = self.front()
+        on_front = {id(t) for t in front}
+        rows = [{"parameter_id": t.parameter_id, "nu": t.nu, "status": t.status, "reg_loss": _number(t.reg),
+                 "criterion_loss": _number(t.crit), "default": _number(t.default), "pareto": id(t) in on_front,
+                 "reason": t.reason} for t in self.trials]
+        atomic_write_csv(self.output_dir / "sweep.csv", rows, ["parameter_id", "nu", "status", "reg_loss",
+                                                               "criterion_loss", "default", "pareto", "reason"])
+        F = np.array([(t.reg, t.crit) for t in front], dtype=float).reshape(-1, 2)
+        distances = normalised_gaps(F).tolist() + [None]
+        gaps = open_gaps(self.points(), self.tried(), self.delta)
+        atomic_write_json(self.output_dir / "front.json", {
+            "parameter": self.parameter, "delta": self.delta, "initial": self.initial,
+            "max_trials": self.max_trials, "objectives": {self.reg_key: "minimize", self.criterion_key: "minimize"},
+            "finished": self.is_finished(), "trials": len(self.trials),
+            "ok": sum(t.status == "ok" for t in self.trials),
+            "failed": sum(t.status == "failed" for t in self.trials), "running": self.running(),
+            "largest_open_gap": gaps[0].distance if gaps else None,
+            "front": [{"nu": t.nu, self.reg_key: t.reg, self.criterion_key: t.crit, "default": _number(t.default),
+                       "parameter_id": t.parameter_id, "gap_to_next": d, "metrics": t.extra,
+                       "parameters": json.loads(json.dumps(t.params, default=str))}
+                      for t, d in zip(front, distances)]})
