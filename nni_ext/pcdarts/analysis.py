@@ -63,7 +63,7 @@ def collect(results: Any, *, regularizer: str | None = None) -> SweepAnalysis:
                           f"genotype; is it a PC-DARTS sweep (python -m nni_ext.trials.pcdarts_search_trial)?")
     kind = regularizer or (kinds.pop() if len(kinds) == 1 else "reg")
     F = np.array([[r["reg_loss"], r["criterion_loss"]] for r in rows])
-    front = sorted(np.flatnonzero(non_dominated(F)).tolist(), key=lambda i: (F[i, 0], F[i, 1]))
+    front = sorted(non_dominated(F).tolist(), key=lambda i: (F[i, 0], F[i, 1]))
     used: set[str] = set()
     for i, r in enumerate(rows):
         name = genotype_name(kind, r["nu"])
