@@ -45,3 +45,19 @@ def run_cli(*args: str, cwd: str | Path | None = None, timeout: float = 300) -> 
     """Run ``nni-ext ARGS`` in a subprocess (as a user would) and capture its output."""
     return subprocess.run([sys.executable, "-m", "nni_ext", *args], cwd=cwd, env=venv_env(), capture_output=True,
                           text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def ofa_supernet(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised OFA supernet checkpoint (10 classes), shared by the OFA³ tests."""
+    from .ofa3_fixtures import init_ofa_supernet
+
+    return init_ofa_supernet(tmp_path_factory.mktemp("ofa3_supernet") / "supernet.pth")
+
+
+@pytest.fixture(scope="session")
+def digits_search_root(digits_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The digits' search subset (4 images per class in val/, the rest of train in train/), kept apart from val."""
+    from .ofa3_fixtures import search_subset
+
+    return search_subset(digits_root, tmp_path_factory.mktemp("ofa3_search") / "search")

@@ -1,4 +1,4 @@
-"""``nni-ext ofa3 tables``: prediction tables of a population of OFA sub-networks on the digits, then selection."""
+"""``nni-ext ofa3 tables``: prediction tables of OFA and SPOS populations on the digits, then selection."""
 from __future__ import annotations
 
 import json
@@ -15,39 +15,19 @@ from nni_ext.data.folder import index_split
 from nni_ext.ensemble import read_tables, write_latency
 from nni_ext.ensemble.predict import write_prediction_tables
 from nni_ext.errors import NniExtError
-from nni_ext.spaces.ofa_mbv3 import OfaMbv3Space, subnet, to_ofa
+from nni_ext.spaces.ofa_mbv3 import subnet, to_ofa
 from nni_ext.trainers.evaluation import recalibrate_batchnorm
 from nni_ext.trials.ofa2_eval import load_supernet
 
-from .conftest import run_cli
+from .ofa3_fixtures import ofa_population
 
 CALIB, BATCH = 32, 16
 
 
 @pytest.fixture(scope="module")
-def search_root(digits_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The search subset (4 images per class in val/, the rest of train in train/), kept small for speed."""
-    root = tmp_path_factory.mktemp("ofa3_search") / "search"
-    assert main(["data", "subset", str(digits_root), str(root), "--per-class", "4", "--holdout"]) == 0
-    return root
-
-
-@pytest.fixture(scope="module")
-def supernet_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("ofa3_supernet") / "supernet.pth"
-    proc = run_cli("ofa2", "init-supernet", "--num-classes", "10", "--out", str(path), "--seed", "0")
-    assert proc.returncode == 0, proc.stderr
-    return path
-
-
-@pytest.fixture(scope="module")
 def population(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]]:
-    space = OfaMbv3Space(num_classes=10, resolutions=[32])
-    archs = [space.smallest(), space.sample(np.random.default_rng(3)), space.largest()]
     path = tmp_path_factory.mktemp("ofa3_pop") / "result.json"  # OFA²'s result.json layout
-    path.write_text(json.dumps({"algorithm": "nsga2", "networks": [{"rank": i, "ofa": to_ofa(a), "nni": a}
-                                                                   for i, a in enumerate(archs)]}))
-    return path, archs
+    return path, ofa_population(path, 3)
 
 
 def _tables(pop: Path, ckpt: Path, data: Path, out: Path) -> int:
@@ -70,8 +50,9 @@ def _first_batch_top1(ckpt: Path, data: Path, arch: dict) -> np.ndarray:
         return model(x).argmax(dim=1).numpy()
 
 
-def test_tables_resume_and_select(supernet_path: Path, population, search_root: Path,  # type: ignore[no-untyped-def]
+def test_tables_resume_and_select(ofa_supernet: Path, population, digits_search_root: Path,  # type: ignore[no-untyped-def]
                                   tmp_path: Path) -> None:
+    supernet_path, search_root = ofa_supernet, digits_search_root
     pop, archs = population
     out = tmp_path / "val"
     assert _tables(pop, supernet_path, search_root, out) == 0
@@ -111,8 +92,9 @@ def test_tables_resume_and_select(supernet_path: Path, population, search_root: 
     assert (sel / "ensembles.csv").is_file()
 
 
-def test_population_input(supernet_path: Path, population, search_root: Path,  # type: ignore[no-untyped-def]
+def test_population_input(ofa_supernet: Path, population, digits_search_root: Path,  # type: ignore[no-untyped-def]
                           tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    supernet_path, search_root = ofa_supernet, digits_search_root
     _, archs = population
     empty = tmp_path / "empty.json"
     empty.write_text("[]")
@@ -132,3 +114,66 @@ def test_population_input(supernet_path: Path, population, search_root: Path,  #
                                 supernet_path=supernet_path, data=search_root, split="val", out=tmp_path / "o",
                                 calib_images=0, device="cpu", backend="torchvision", resolutions=[32],
                                 progress=False, num_workers=0)
+
+
+@pytest.fixture(scope="module")
+def spos_setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]]:
+    """A freshly initialised 2-layer SPOS digits supernet (save_checkpoint) and 3 of its architectures."""
+    from nni_ext.spaces import create_space
+    from nni_ext.spaces.spos_supernet import ShuffleNetV2Supernet
+    from nni_ext.trainers.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    space = create_space("spos-digits", stage_repeats=[1, 1], stage_channels=[16, 32])
+    ckpt = tmp_path_factory.mktemp("spos_supernet") / "checkpoint.pth"
+    save_checkpoint(ckpt, model=ShuffleNetV2Supernet(space), space=space, kind="spos_supernet", step=0)
+    rng = np.random.default_rng(0)
+    return ckpt, [space.sample(rng) for _ in range(3)]
+
+
+def test_spos_population_tables(spos_setup, digits_search_root: Path, ofa_supernet: Path,  # type: ignore[no-untyped-def]
+                                tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from nni_ext.trainers.checkpoint import load_supernet as load_spos
+
+    ckpt, archs = spos_setup
+    # the SPOS evolution tuner's generation file (its top-k records) and a plain list of NNI dicts
+    generation = tmp_path / "generation_000.json"
+    generation.write_text(json.dumps({"generation": 0, "topk": [{"architecture": a, "accuracy": 0.1, "flops": 1e6,
+                                                                 "generation": 0} for a in archs]}))
+    plain = tmp_path / "archs.json"
+    plain.write_text(json.dumps(archs))
+    out = tmp_path / "spos"
+    assert _tables(generation, ckpt, digits_search_root, out) == 0  # the checkpoint's kind is detected
+    assert "3 SPOS model(s) written" in capsys.readouterr().out
+    names = [f"model_{i:02d}" for i in range(3)]
+    assert sorted(p.name for p in out.glob("model_*.csv")) == sorted(f"{n}_{kind}.csv" for n in names
+                                                                     for kind in ("class", "prob"))
+    t = read_tables(out)
+    assert t.names == tuple(names) and t.k == 5 and t.n_images == 40
+    assert np.array_equal(t.labels, [label for _, label in index_split(digits_search_root, "val").samples])
+    assert np.all(np.diff(t.probs, axis=2) <= 0) and np.all(t.probs >= 0) and np.all(t.probs.sum(axis=2) <= 1 + 1e-5)
+    prep = Preprocessing.for_crop(32)  # the supernet's crop size, ImageNet-normalised RGB (not SPOS's BGR)
+    for m, arch in enumerate(archs):  # arg-max of the path's logits on the first batch, from the primitives
+        model, _ = load_spos(ckpt)
+        model.eval()
+        path = model.path_of(arch)
+        train = build_loader(digits_search_root, "train", batch_size=CALIB, train=True, backend="torchvision",
+                             device="cpu", preprocessing=prep, num_workers=0, seed=0)
+        train.set_epoch(0)
+        torch.manual_seed(0)
+        recalibrate_batchnorm(lambda x, model=model, path=path: model(x, path), model.path_modules(path), train, 1)
+        val = build_loader(digits_search_root, "val", batch_size=BATCH, train=False, backend="torchvision",
+                           device="cpu", preprocessing=prep, num_workers=0)
+        with torch.no_grad():
+            x, _ = next(iter(val))
+            top1 = model(x, path).argmax(dim=1).numpy()
+        assert np.array_equal(t.ids[m, :len(top1), 0], top1), f"model {m}"
+    # the same architectures as NNI dicts: the manifest matches, every model is skipped
+    assert _tables(plain, ckpt, digits_search_root, out) == 0
+    assert "0 SPOS model(s) written, 3 skipped" in capsys.readouterr().out
+    # a SPOS architecture against OFA weights, or OFA weights read as a SPOS checkpoint: one line each
+    for pop, weights, space in ((plain, ofa_supernet, "auto"), (plain, ofa_supernet, "spos")):
+        assert main(["ofa3", "tables", "--population", str(pop), "--supernet", str(weights), "--space", space,
+                     "--data", str(digits_search_root), "--out", str(tmp_path / "bad"), "--device", "cpu"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and ("population member 0" in err[0] or "not an nni_ext checkpoint" in err[0]), err

@@ -13,14 +13,20 @@ import torch
 from nni import NoMoreTrialError
 
 from nni_ext.data import Preprocessing, build_loader
-from nni_ext.ensemble.tables import synthetic_latency, synthetic_tables, write_latency, write_tables
-from nni_ext.spaces.ofa_mbv3 import OfaMbv3Space, subnet, to_ofa
+from nni_ext.ensemble.tables import (
+    synthetic_latency,
+    synthetic_tables,
+    write_latency,
+    write_tables,
+)
+from nni_ext.spaces.ofa_mbv3 import subnet, to_ofa
 from nni_ext.testing import simulate
 from nni_ext.trainers.evaluation import recalibrate_batchnorm
 from nni_ext.trials.ofa2_eval import load_supernet
 from nni_ext.tuners._ofa3_ensemble import OFA3EnsembleTuner, parse_members
 
-from .conftest import REPO, run_cli, venv_env
+from .conftest import REPO, venv_env
+from .ofa3_fixtures import ofa_population
 
 SPACE = {"members": {"_type": "choice", "_value": ["chosen by the OFA3Ensemble tuner"]}}
 CALIB, BATCH, PER_CLASS = 32, 16, 3
@@ -84,17 +90,47 @@ def test_tuner_rejects_bad_space_and_args(small_tables, tmp_path: Path) -> None:
         parse_members("[0, 0]")
 
 
+def test_tuner_val_tables_and_exact_count(tmp_path: Path) -> None:
+    """val_tables: val_accuracy next to search_accuracy, ranking by search accuracy only; max_ensembles is exact."""
+    from nni_ext.ensemble import SoftVotingScorer, read_tables
+
+    t = synthetic_tables(models=5, images=200, classes=20, seed=0)
+    write_tables(t, tmp_path / "search")
+    # validation tables that rank the models in reverse: a selection peeking at them would pick other ensembles
+    v = synthetic_tables(models=5, images=150, classes=20, seed=1)
+    v = type(v)(v.ids[::-1], v.probs[::-1], v.labels, v.names)
+    write_tables(v, tmp_path / "val")
+    write_latency(tmp_path / "latency.csv", t.names, synthetic_latency(t, seed=0))
+    search, val = read_tables(tmp_path / "search"), read_tables(tmp_path / "val")
+    plain = _tuner(tmp_path / "search", tmp_path / "latency.csv", tmp_path / "plain")
+    plain.update_search_space(SPACE)
+    front = len(plain.selection.members)
+    n = front + 3  # more than the front: topped up with the next best ensembles
+    tuner = _tuner(tmp_path / "search", tmp_path / "latency.csv", tmp_path / "ofa3", max_ensembles=n,
+                   val_tables=str(tmp_path / "val"))
+    done = simulate(tuner, SPACE, lambda p: {"default": 0.5, "latency_max": 1.0, "latency_sum": 2.0}, n_trials=100)
+    assert len(done) == n  # exactly max_ensembles trials: maxTrialNumber = max_ensembles ends the experiment DONE
+    record = json.loads((tmp_path / "ofa3" / "dispatched.json").read_text())
+    ens = record["ensembles"]
+    assert record["val_tables"] == str(tmp_path / "val") and record["dispatched"] == record["measured"] == n
+    assert [e["members"] for e in ens[:front]] == [e["members"] for e in plain.ensembles]  # val never chooses
+    assert [e["efficient"] for e in ens] == [True] * front + [False] * 3
+    assert len({tuple(e["members"]) for e in ens}) == n and all(e["size"] >= 2 for e in ens)
+    acc = [e["search_accuracy"] for e in ens[:front]]
+    assert acc == sorted(acc, reverse=True)  # order: accuracy ranks by the search tables
+    rows = np.zeros((n, 5), dtype=bool)
+    for i, e in enumerate(ens):
+        rows[i, e["members"]] = True
+    assert [e["search_accuracy"] for e in ens] == pytest.approx(SoftVotingScorer(search).accuracy(rows).tolist())
+    assert [e["val_accuracy"] for e in ens] == pytest.approx(SoftVotingScorer(val).accuracy(rows).tolist())
+    with pytest.raises(ValueError, match="only 26 distinct ensembles"):  # sum of C(5, k) for k >= 2
+        _tuner(tmp_path / "search", tmp_path / "latency.csv", tmp_path / "x", max_ensembles=27).select()
+
+
 @pytest.fixture(scope="module")
-def digits_setup(digits_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[dict]]:
-    root = tmp_path_factory.mktemp("ofa3_trial")
-    ckpt = root / "supernet.pth"
-    proc = run_cli("ofa2", "init-supernet", "--num-classes", "10", "--out", str(ckpt), "--seed", "0")
-    assert proc.returncode == 0, proc.stderr
-    space = OfaMbv3Space(num_classes=10, resolutions=[32])
-    archs = [space.smallest(), space.sample(np.random.default_rng(3)), space.largest()]
-    pop = root / "result.json"
-    pop.write_text(json.dumps({"networks": [{"rank": i, "ofa": to_ofa(a), "nni": a} for i, a in enumerate(archs)]}))
-    return pop, ckpt, archs
+def digits_setup(ofa_supernet: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[dict]]:
+    pop = tmp_path_factory.mktemp("ofa3_trial") / "result.json"
+    return pop, ofa_supernet, ofa_population(pop, 3)
 
 
 def _softmax(ckpt: Path, data: Path, arch: dict) -> tuple[np.ndarray, np.ndarray]:

@@ -35,13 +35,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--log-every", type=int, default=100, help="progress line every N generations (0: quiet)")
     s.set_defaults(func=run_select_cmd)
     t = ofa3.add_parser("tables", help="top-k prediction tables (model_XX_class/prob.csv) of a population")
-    t.add_argument("--population", required=True, help="OFA² result.json, or a JSON list of NNI / OFA dicts")
-    t.add_argument("--supernet", "--weights", dest="supernet", required=True, help="OFA MobileNetV3 w1.2 weights")
+    t.add_argument("--population", required=True,
+                   help="OFA² result.json, a SPOS evolution file (generation_NNN.json, best.json), or a JSON list "
+                        "of architectures (NNI label dicts, OFA dicts, nnictl export records)")
+    t.add_argument("--supernet", "--weights", dest="supernet", required=True,
+                   help="OFA MobileNetV3 w1.2 weights, or a SPOS supernet checkpoint (nni-ext spos train-supernet)")
+    t.add_argument("--space", choices=["auto", "ofa", "spos"], default="auto",
+                   help="kind of population; auto: a SPOS supernet checkpoint means SPOS, anything else OFA")
     t.add_argument("--data", required=True, help="dataset root (train/ for BN recalibration, and --split)")
     t.add_argument("--split", default="val", help="split to predict: the search subset's or the validation "
                                                   "set's val (run once per split, into separate --out folders)")
     t.add_argument("--out", required=True, help="tables folder (resumable: finished models are skipped)")
     t.add_argument("--calib-images", type=int, default=2000, help="training images for BN recalibration")
+    t.add_argument("--calib-batch-size", type=int, default=100, help="images per recalibration batch (OFA: 100)")
+    t.add_argument("--seed", type=int, default=0, help="seed of the recalibration images (default 0)")
+    t.add_argument("--top-k", type=int, default=5,
+                   help="classes kept per image (default 5, the seed's format; the number of classes keeps all)")
+    t.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     t.add_argument("--batch-size", type=int, default=200)
     t.add_argument("--device", default="auto")
     t.add_argument("--backend", choices=["auto", "dali", "torchvision"], default="auto")
@@ -84,11 +94,17 @@ def run_select_cmd(args: argparse.Namespace) -> int:
 def run_tables_cmd(args: argparse.Namespace) -> int:
     from ..ensemble.predict import write_prediction_tables
 
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(max(1, args.threads))
     r = write_prediction_tables(args.population, supernet_path=args.supernet, data=args.data, split=args.split,
-                                out=args.out, batch_size=args.batch_size, calib_images=args.calib_images,
-                                device=args.device, backend=args.backend, resolutions=args.resolutions,
-                                num_workers=args.workers)
-    print(f"{len(r['written'])} model(s) written, {len(r['skipped'])} skipped, {r['images']} images -> {r['out']}/")
+                                out=args.out, k=args.top_k, batch_size=args.batch_size, calib_images=args.calib_images,
+                                calib_batch_size=args.calib_batch_size, seed=args.seed, device=args.device,
+                                backend=args.backend, resolutions=args.resolutions, num_workers=args.workers,
+                                space=args.space)
+    print(f"{len(r['written'])} {r['space'].upper()} model(s) written, {len(r['skipped'])} skipped, "
+          f"{r['images']} images -> {r['out']}/")
     return 0
 
 

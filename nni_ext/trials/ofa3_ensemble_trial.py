@@ -2,13 +2,19 @@
 
 The members are population indices (``model_07`` of the tables is member 7): under nnictl they come
 from the OFA3Ensemble tuner as ``{"members": "[0, 3, 7]"}``; standalone from ``--members 0,3,7``.
-Each member is taken from the supernet checkpoint with inherited weights and its BatchNorm
-statistics are re-estimated on ``--calib-images`` training images at its resolution (as
-``nni-ext ofa3 tables`` does: the same images for every member). Every member then runs over
-``--data/--split`` in folder order (no shuffling) at its own resolution; the ensemble's prediction
-is the arg-max of the members' softmax averaged (soft voting). Latency is measured per member on
-``--device`` (batch 1, :func:`nni_ext.cost.measure_latency`, median ms) and combined as the ensemble
-latency of parallel members (``latency_max``) and of members run one after another (``latency_sum``).
+Each member is built exactly as ``nni-ext ofa3 tables`` builds it (one code path,
+:class:`nni_ext.ensemble.predict.MemberRunner`): an OFA sub-network with inherited weights at its own
+resolution, or a SPOS path of a SPOS supernet checkpoint (``--space auto`` tells them apart); its
+BatchNorm statistics are re-estimated on ``--calib-images`` training images (the same images, batches
+and ``--seed`` for every member). Every member then runs over ``--data/--split`` in folder order (no
+shuffling); the ensemble's prediction is the arg-max of the members' softmax averaged (soft voting).
+With the tables' ``--calib-images``/``--calib-batch-size``/``--seed``/``--batch-size``/``--threads`` and
+the same split, the members are the very networks of the tables: written with ``--top-k`` equal to the
+number of classes, the tables' soft-voting accuracy of the members equals the trial's ``default``
+(with ``--top-k 5`` the tables keep the top 5 only, an estimate that can differ slightly).
+Latency is measured per member on ``--device`` (batch 1, :func:`nni_ext.cost.measure_latency`, median
+ms) and combined as the ensemble latency of parallel members (``latency_max``) and of members run one
+after another (``latency_sum``).
 Reported (``nni_ext.trial.report_final``)::
 
     {"default": ensemble top-1, "latency_max": ms, "latency_sum": ms, "members": "[0, 3, 7]",
@@ -23,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from typing import Any, Sequence
@@ -39,7 +44,10 @@ def build_arg_parser() -> argparse.ArgumentParser:
                                 description=__doc__.splitlines()[0])
     p.add_argument("--population", required=True, help="OFA²'s result.json or a JSON list of architectures "
                                                        "(the population the tables were written from)")
-    p.add_argument("--supernet", required=True, help="OFA MobileNetV3 w1.2 supernet weights")
+    p.add_argument("--supernet", required=True, help="OFA MobileNetV3 w1.2 supernet weights, or a SPOS supernet "
+                                                     "checkpoint for a SPOS population (see --space)")
+    p.add_argument("--space", choices=["auto", "ofa", "spos"], default="auto",
+                   help="kind of population (auto: a SPOS supernet checkpoint means SPOS, anything else OFA)")
     p.add_argument("--data", required=True, help="dataset root with train/ and the evaluation split")
     p.add_argument("--split", default="val", help="split to evaluate the ensemble on (default val)")
     p.add_argument("--members", help="population indices for a standalone run, e.g. 0,3,7 (under nnictl: the tuner's)")
@@ -55,7 +63,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     p.add_argument("--backend", choices=["auto", "dali", "torchvision"], default="auto")
     p.add_argument("--workers", type=int, default=2, help="loader worker processes/threads")
-    p.add_argument("--seed", type=int, default=0, help="seed of the recalibration images")
+    p.add_argument("--seed", type=int, default=0, help="seed of the recalibration images (as `ofa3 tables --seed`)")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for torch (use 1 when several trials share a CPU)")
     return p
@@ -101,13 +109,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from ..cost import measure_latency
-    from ..data import Preprocessing, build_loader
     from ..devices import resolve_device
-    from ..ensemble.predict import population_archs, read_population
-    from ..spaces.ofa_mbv3 import subnet, to_ofa
-    from ..trainers.evaluation import recalibrate_batchnorm
+    from ..ensemble.predict import MemberRunner, open_population, read_population
     from ..trial import in_nni_trial, report_final
-    from .ofa2_eval import load_supernet
 
     if args.calib_images < 0 or args.calib_batch_size < 1 or args.batch_size < 1:
         raise NniExtError(f"--calib-images {args.calib_images} must be >= 0 and --calib-batch-size "
@@ -120,26 +124,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     bad = [m for m in members if m >= len(raw)]
     if bad:
         raise NniExtError(f"members {bad} are not in the population of {len(raw)} networks ({args.population})")
-    supernet = load_supernet(args.supernet)
-    classes = int(supernet.classifier.out_features)
-    _, archs = population_archs(raw, num_classes=classes, resolutions=args.resolutions)
+    pop = open_population(raw, args.supernet, space=args.space, resolutions=args.resolutions)
     device = resolve_device(args.device)
+    # the same members, calibration and evaluation order as `nni-ext ofa3 tables` (one code path)
+    runner = MemberRunner(pop, data=args.data, split=args.split, device=device, batch_size=args.batch_size,
+                          calib_images=args.calib_images, calib_batch_size=args.calib_batch_size, seed=args.seed,
+                          backend=args.backend, num_workers=args.workers, max_per_class=args.val_per_class)
     total, labels, latencies, accuracies, images = None, None, [], [], 0
-    for m in sorted(members, key=lambda m: (archs[m]["r"], m)):
-        r = int(archs[m]["r"])
-        prep = Preprocessing.for_crop(r)
-        model = subnet(supernet, to_ofa(archs[m]), preserve_weight=True).to(device).eval()
-        if args.calib_images:
-            cb = min(args.calib_batch_size, args.calib_images)
-            train = build_loader(args.data, "train", batch_size=cb, train=True, backend=args.backend, device=device,
-                                 preprocessing=prep, num_workers=args.workers, seed=args.seed)
-            train.set_epoch(0)  # the same calibration images for every member
-            torch.manual_seed(args.seed)
-            recalibrate_batchnorm(model, [model], train, math.ceil(args.calib_images / cb))
-        val = build_loader(args.data, args.split, batch_size=args.batch_size, train=False, backend=args.backend,
-                           device=device, preprocessing=prep, num_workers=args.workers,
-                           max_per_class=args.val_per_class)
-        probs, y = member_outputs(model, val)
+    for m in sorted(members, key=lambda m: (pop.resolution(m), m)):
+        model = runner.model(m)
+        probs, y = member_outputs(model, runner.val_loader(m))
         if labels is None:
             labels, total, images = y, probs.clone(), len(y)
         elif len(y) != images or not torch.equal(y, labels):
@@ -148,7 +142,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         else:
             total += probs
         accuracies.append(float((probs.argmax(dim=1) == y).double().mean()))
-        latencies.append(measure_latency(model, r, device=device, warmup=args.latency_warmup,
+        latencies.append(measure_latency(model, pop.resolution(m), device=device, warmup=args.latency_warmup,
                                          repeats=args.latency_repeats).median_ms)
         del model
     assert total is not None and labels is not None

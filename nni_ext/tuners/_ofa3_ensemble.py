@@ -18,6 +18,24 @@ Which ensembles are dispatched: with ``max_ensembles`` unset, every efficient en
 Otherwise ``order`` picks them: ``accuracy`` (default) takes the ``max_ensembles`` most accurate on
 the search tables (ties: the faster first); ``spread`` takes ensembles evenly spaced along the front
 from the fastest to the most accurate. Dispatch order: most accurate first for ``accuracy``, fastest first for ``spread``.
+When the front holds fewer than ``max_ensembles`` ensembles, it is topped up with the best of the
+others (next non-dominated layers of the front's one-member-changed neighbours and random ensembles,
+or of every ensemble when there are at most 4096), marked ``"efficient": false``, so exactly
+``max_ensembles`` trials run (an error if fewer distinct ensembles of ``min_members`` exist).
+
+Ending the experiment: NNI 3.0 reports DONE only once ``maxTrialNumber`` trials were submitted and
+have ended; a tuner that runs out of parameters first leaves it in TUNER_NO_MORE_TRIAL (the web UI
+shows it as still running; ``nnictl stop`` ends it). So set ``max_ensembles`` and give the config
+``maxTrialNumber`` the same value: the tuner hands out exactly that many ensembles and the experiment
+ends DONE. (With ``max_ensembles`` unset the front's size is unknown before the run: after the last
+ensemble ``nni.NoMoreTrialError`` follows and the experiment waits in TUNER_NO_MORE_TRIAL.)
+
+Validation tables (``val_tables``, the untouched validation split written by ``nni-ext ofa3 tables``
+for the same population): the selection still runs on the search tables only, and ``order:
+accuracy`` ranks by ``search_accuracy``, never by the validation accuracy (that would select on the
+data the ensembles are judged on); each chosen ensemble carries its soft-voting ``val_accuracy`` from
+those tables next to ``search_accuracy`` in ``dispatched.json``, to compare with the trial's measured
+``default`` (equal when the tables keep every class and were written with the trial's calibration).
 
 Progress is written atomically to ``<experiment dir>/ofa3/dispatched.json`` (or ``output_dir``): every
 chosen ensemble with its estimate (``latency_ms``, ``search_accuracy``), its parameter id once
@@ -33,13 +51,15 @@ YAML (``configs/ofa3_ensemble_digits.yml``)::
     tuner:
       className: nni_ext.tuners.OFA3EnsembleTuner
       codeDirectory: .
-      classArgs: {tables: runs/ofa3/search, latency: runs/ofa3/latency.csv, criterion: max,
-                  population: 20, generations: 50, min_members: 2, seed: 1}
+      classArgs: {tables: runs/ofa3/search, val_tables: runs/ofa3/val, latency: runs/ofa3/latency.csv,
+                  criterion: max, population: 20, generations: 50, min_members: 2, seed: 1, max_ensembles: 5}
+    maxTrialNumber: 5                            # = max_ensembles: the experiment ends DONE
 """
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import sys
@@ -99,6 +119,44 @@ def parse_members(value: Any) -> list[int]:
     return sorted(out)
 
 
+ENUMERATE_UP_TO = 4096
+
+
+def near_efficient(tables: Any, latency: np.ndarray, front: np.ndarray, count: int, *, criterion: str,
+                   min_members: int, seed: int | None) -> np.ndarray:
+    """``count`` membership rows not in ``front``, the best of the rest by (non-dominated layer, accuracy, latency).
+
+    Candidates: every ensemble of at least ``min_members`` models when there are at most
+    :data:`ENUMERATE_UP_TO`, else the front's neighbours (one model added or dropped) and random ensembles.
+    Scored on the search tables only.
+    """
+    from ..ensemble import SoftVotingScorer, ensemble_latency
+    from ..pareto import constrained_ranks
+
+    M = tables.n_models
+    rng = np.random.default_rng(seed)
+    if sum(math.comb(M, k) for k in range(min_members, M + 1)) <= ENUMERATE_UP_TO:
+        codes = np.arange(2 ** M, dtype=np.int64)
+        cand = ((codes[:, None] >> np.arange(M)) & 1).astype(bool)
+    else:
+        flips = (front[:, None, :] ^ np.eye(M, dtype=bool)[None]).reshape(-1, M)
+        rand = rng.random((max(64, 8 * count), M)) < rng.uniform(0.1, 0.9, (max(64, 8 * count), 1))
+        cand = np.concatenate([flips, rand])
+    cand = cand[cand.sum(axis=1) >= min_members]
+    taken = {r.tobytes() for r in np.asarray(front, dtype=bool)}
+    _, first = np.unique(cand, axis=0, return_index=True)
+    cand = cand[np.sort(first)]
+    cand = cand[[r.tobytes() not in taken for r in cand]]
+    if len(cand) < count:
+        raise ValueError(f"only {len(cand)} further ensembles of at least {min_members} models were found to top up "
+                         f"the front with {count}; lower max_ensembles (and maxTrialNumber)")
+    acc = SoftVotingScorer(tables, cache_size=0).accuracy(cand)
+    lat = ensemble_latency(cand, latency, criterion=criterion)
+    ranks = constrained_ranks(np.column_stack([lat, 1.0 - acc]))
+    order = np.lexsort((lat, -acc, ranks))
+    return cand[order[:count]]
+
+
 @register_tuner("OFA3Ensemble")
 class OFA3EnsembleTuner(BaseTuner):
     """Dispatch the efficient ensembles of a table-driven OFA³ selection as trials.
@@ -111,16 +169,19 @@ class OFA3EnsembleTuner(BaseTuner):
         generations: the selection's generations.
         min_members: the minimum ensemble size K.
         seed: seed of the selection (drawn and logged when ``None``).
-        max_ensembles: how many of the efficient ensembles to dispatch (default all).
+        max_ensembles: how many ensembles to dispatch (default all of the front); set the config's
+            ``maxTrialNumber`` to it so that NNI ends the experiment DONE.
         order: ``accuracy`` (most accurate first) or ``spread`` (evenly along the front); used with ``max_ensembles``.
         algorithm: ``nsga2``, ``smsemoa`` or ``spea2``.
+        val_tables: folder of the validation tables of the same models: each chosen ensemble gets its
+            ``val_accuracy`` there (reported, never used to choose).
         output_dir: where ``dispatched.json`` goes (default ``<experiment dir>/ofa3``; none outside nnictl).
     """
 
     def __init__(self, *, tables: str, latency: str, criterion: str = "max", population: int = 100,
                  generations: int = 200, min_members: int = 1, seed: int | None = 1,
                  max_ensembles: int | None = None, order: str = "accuracy", algorithm: str = "nsga2",
-                 output_dir: str | None = None) -> None:
+                 val_tables: str | None = None, output_dir: str | None = None) -> None:
         super().__init__(seed=seed)
         if criterion not in ("max", "sum"):
             raise ValueError(f"criterion={criterion!r}; use 'max' (parallel members) or 'sum' (sequential)")
@@ -133,6 +194,7 @@ class OFA3EnsembleTuner(BaseTuner):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}={value!r} must be a positive integer")
         self.tables_dir, self.latency_path = resolve_path(tables), resolve_path(latency)
+        self.val_dir = resolve_path(val_tables) if val_tables else None
         self.criterion, self.population, self.generations = criterion, population, generations
         self.min_members, self.max_ensembles, self.order, self.algorithm = min_members, max_ensembles, order, algorithm
         log_dir = os.environ.get("NNI_LOG_DIRECTORY")  # <experiment dir>/log under NNI 3.0's dispatcher
@@ -147,14 +209,21 @@ class OFA3EnsembleTuner(BaseTuner):
         if self.ensembles is not None:
             return self.ensembles
         from ..ensemble import read_latency, read_tables, select_ensembles
+        from ..ensemble.selection import check_same_models
 
         tables = read_tables(self.tables_dir)
         latency = read_latency(self.latency_path, tables.names)
         if self.min_members > tables.n_models:
             raise ValueError(f"min_members={self.min_members} exceeds the {tables.n_models} models of {self.tables_dir}")
+        feasible = sum(math.comb(tables.n_models, k) for k in range(self.min_members, tables.n_models + 1))
+        if self.max_ensembles is not None and self.max_ensembles > feasible:
+            raise ValueError(f"max_ensembles={self.max_ensembles}, but only {feasible} distinct ensembles of at least "
+                             f"{self.min_members} of the {tables.n_models} models exist; lower max_ensembles (and "
+                             "maxTrialNumber)")
+        val = check_same_models(tables, read_tables(self.val_dir)) if self.val_dir is not None else None
         res = select_ensembles(tables=tables, latency=latency, criterion=self.criterion, population=self.population,
                                generations=self.generations, seed=self.seed, min_members=self.min_members,
-                               algorithm=self.algorithm, log_every=0,
+                               algorithm=self.algorithm, val_tables=val, log_every=0,
                                out_dir=self.out / "selection" if self.out else None)
         self.selection = res
         n = len(res.members)
@@ -165,16 +234,34 @@ class OFA3EnsembleTuner(BaseTuner):
             picks = sorted({int(round(x)) for x in np.linspace(0, n - 1, self.max_ensembles)})
         else:
             picks = by_accuracy[:self.max_ensembles]
+        rows = [res.members[i] for i in picks]
+        lat, acc = [float(res.latency[i]) for i in picks], [float(res.search_accuracy[i]) for i in picks]
+        vacc = [float(res.val_accuracy[i]) for i in picks] if res.val_accuracy is not None else None
+        efficient = len(rows)
+        if self.max_ensembles is not None and self.max_ensembles > n:
+            extra = near_efficient(tables, latency, res.members, self.max_ensembles - n, criterion=self.criterion,
+                                   min_members=self.min_members, seed=self.seed)
+            from ..ensemble import SoftVotingScorer, ensemble_latency
+
+            rows += list(extra)
+            lat += [float(v) for v in ensemble_latency(extra, latency, criterion=self.criterion)]
+            acc += [float(v) for v in SoftVotingScorer(tables, cache_size=0).accuracy(extra)]
+            if vacc is not None:
+                vacc += [float(v) for v in SoftVotingScorer(val, cache_size=0).accuracy(extra)]
+            logger.info("OFA3Ensemble: the front holds %d ensembles, topped up with %d near-efficient ones to "
+                        "max_ensembles=%d", n, len(extra), self.max_ensembles)
         self.ensembles = []
-        for rank, i in enumerate(picks):
-            cols = np.flatnonzero(res.members[i])
+        for rank, row in enumerate(rows):
+            cols = np.flatnonzero(row)
             members = sorted(member_index(res.names[c], int(c)) for c in cols)
-            self.ensembles.append({"rank": rank, "front_index": int(i), "members": members,
-                                   "names": [res.names[c] for c in cols], "size": len(members),
-                                   "latency_ms": float(res.latency[i]),
-                                   "search_accuracy": float(res.search_accuracy[i]),
-                                   "parameter_id": None, "measured": None})
-        logger.info("OFA3Ensemble: tables %s, latency %s", self.tables_dir.resolve(), self.latency_path.resolve())
+            entry = {"rank": rank, "front_index": int(picks[rank]) if rank < efficient else None,
+                     "efficient": rank < efficient, "members": members, "names": [res.names[c] for c in cols],
+                     "size": len(members), "latency_ms": lat[rank], "search_accuracy": acc[rank]}
+            if vacc is not None:
+                entry["val_accuracy"] = vacc[rank]
+            self.ensembles.append({**entry, "parameter_id": None, "measured": None})
+        logger.info("OFA3Ensemble: tables %s, latency %s%s", self.tables_dir.resolve(), self.latency_path.resolve(),
+                    f", validation tables {self.val_dir.resolve()}" if self.val_dir is not None else "")
         logger.info("OFA3Ensemble: %d efficient ensembles, dispatching %d (order: %s)", n, len(self.ensembles),
                     self.order)
         self._write()
@@ -191,7 +278,8 @@ class OFA3EnsembleTuner(BaseTuner):
         if self.out is None or self.ensembles is None:
             return
         atomic_write_json(self.out / "dispatched.json", {
-            "tables": str(self.tables_dir), "latency": str(self.latency_path), "criterion": self.criterion,
+            "tables": str(self.tables_dir), "latency": str(self.latency_path),
+            "val_tables": str(self.val_dir) if self.val_dir is not None else None, "criterion": self.criterion,
             "min_members": self.min_members, "seed": self.seed, "order": self.order,
             "max_ensembles": self.max_ensembles,
             "front_size": int(len(self.selection.members)) if self.selection is not None else None,
@@ -230,4 +318,4 @@ class OFA3EnsembleTuner(BaseTuner):
         self._write()
 
 
-__all__ = ["OFA3EnsembleTuner", "member_index", "parse_members"]
+__all__ = ["OFA3EnsembleTuner", "member_index", "near_efficient", "parse_members"]
