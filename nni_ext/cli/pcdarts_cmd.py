@@ -38,7 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "after another")
     t.add_argument("--data", required=True, help=DATA_HELP)
     t.add_argument("--out", default="runs/pcdarts-train", help="output folder (one sub-folder per genotype)")
-    _add_train_options(t)
+    add_train_options(t)
     t.set_defaults(func=run_train_cmd)
 
     e = cmds.add_parser("ensemble", help="weighted ensemble of trained models (MOOD-NAS)")
@@ -50,7 +50,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.set_defaults(func=run_ensemble_cmd)
 
 
-def _add_train_options(t: argparse.ArgumentParser) -> None:
+def add_train_options(t: argparse.ArgumentParser) -> None:
+    """Options of an evaluation training (``pcdarts train`` and the training trial); DARTS's recipe as defaults."""
     from ..trainers.pcdarts_train import TrainConfig
 
     d = TrainConfig(data="", genotype="")

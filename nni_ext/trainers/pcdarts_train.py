@@ -212,13 +212,15 @@ def train_genotype(cfg: TrainConfig, *, on_epoch: Callable[[dict[str, Any]], Non
 
 
 def train_many(base: TrainConfig, genotypes: Sequence[str], *, out_root: str | Path,
-               estimator: Any | None = None, memory_margin_mb: float = 500.0) -> list[TrainOutcome]:
+               estimator: Any | None = None, memory_margin_mb: float = 500.0, names: Sequence[str] | None = None,
+               on_epoch: Callable[[dict[str, Any]], None] | None = None) -> list[TrainOutcome]:
     """Train several genotypes one after another under ``out_root/<name>``, choosing each batch size.
 
     On CUDA, each genotype's batch size is the estimator's proposal for its parameter count under the
     device's free memory (never above it, minus the estimator's margin); the measured peak memory is
     recorded in ``out_root/memory.csv`` and refits the estimator; an out-of-memory error halves the
-    batch and retries. On CPU the configured batch size is used.
+    batch and retries. On CPU the configured batch size is used. ``names`` name the sub-folders
+    (default: from the genotype specs).
     """
     from ..pcdarts.memory import BatchSizeEstimator
 
@@ -231,19 +233,20 @@ def train_many(base: TrainConfig, genotypes: Sequence[str], *, out_root: str | P
     device = resolve_device(base.device)
     outcomes = []  # a finished genotype resumes at its last epoch: only its predictions are recomputed
     for i, name in enumerate(genotypes):
-        folder = root / _safe_name(name, i)
+        folder = root / (names[i] if names else _safe_name(name, i))
         cfg = replace(base, genotype=name, out_dir=str(folder))
         if device.type == "cuda":
-            outcomes.append(_train_on_cuda(cfg, estimator, device, memory_csv))
+            outcomes.append(_train_on_cuda(cfg, estimator, device, memory_csv, on_epoch))
         else:
-            outcomes.append(train_genotype(cfg))
+            outcomes.append(train_genotype(cfg, on_epoch=on_epoch))
         print(f"[{i + 1}/{len(genotypes)}] {name}: test acc {outcomes[-1].metrics['default']:.4f}, "
               f"{outcomes[-1].metrics['params'] / 1e6:.2f} M params, batch {outcomes[-1].metrics['batch_size']}",
               flush=True)
     return outcomes
 
 
-def _train_on_cuda(cfg: TrainConfig, estimator: Any, device: torch.device, memory_csv: Path) -> TrainOutcome:
+def _train_on_cuda(cfg: TrainConfig, estimator: Any, device: torch.device, memory_csv: Path,
+                   on_epoch: Callable[[dict[str, Any]], None] | None) -> TrainOutcome:
     from ..pcdarts.memory import free_memory_mb, run_with_backoff
 
     params_m = _params_millions(cfg)
@@ -252,7 +255,7 @@ def _train_on_cuda(cfg: TrainConfig, estimator: Any, device: torch.device, memor
 
     def attempt(batch_size: int) -> TrainOutcome:
         torch.cuda.reset_peak_memory_stats(device)
-        return train_genotype(replace(cfg, batch_size=batch_size))
+        return train_genotype(replace(cfg, batch_size=batch_size), on_epoch=on_epoch)
 
     outcome, used = run_with_backoff(attempt, batch, estimator=estimator, params_m=params_m, min_batch=1)
     peak_mb = torch.cuda.max_memory_allocated(device) / 2**20
