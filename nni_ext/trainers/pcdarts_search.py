@@ -36,12 +36,12 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from .._io import atomic_write, atomic_write_json
+from .._io import atomic_write_json
 from ..data.in_memory import Augment, ImageTensors, TensorBatches, load_split, split_in_two
 from ..devices import resolve_device
 from ..errors import NniExtError
 from .evaluation import evaluate
-from .runtime import capture_rng, restore_rng, seed_everything
+from .runtime import EpochStateFile, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -181,23 +181,12 @@ def run_search(cfg: SearchConfig, *, on_epoch: Callable[[dict[str, Any]], None] 
                                       weight_decay=cfg.arch_weight_decay)
     criterion = nn.CrossEntropyLoss()
 
-    history: list[dict[str, Any]] = []
-    start_epoch = 0
-    state_path = out / STATE_FILE
-    if state_path.exists():
-        state = torch.load(state_path, map_location=device, weights_only=False)
-        if state.get("config") != cfg.fingerprint():
-            raise NniExtError(f"{state_path} was written by a search with other options; use a new --out folder "
-                              f"or delete the file to start over")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        arch_optimizer.load_state_dict(state["arch_optimizer"])
-        train_batches.generator.set_state(state["train_gen"])
-        search_batches.generator.set_state(state["search_gen"])
-        restore_rng(state["rng"])
-        history, start_epoch = state["history"], state["epoch"]
-        log.info("resuming the search from epoch %d of %d (%s)", start_epoch, cfg.epochs, state_path)
+    state_file = EpochStateFile(out / STATE_FILE, fingerprint=cfg.fingerprint(), what="search")
+    stateful = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "arch_optimizer": arch_optimizer}
+    generators = {"train_gen": train_batches.generator, "search_gen": search_batches.generator}
+    start_epoch, history = state_file.load(stateful, generators, device=device)
+    if start_epoch:
+        log.info("resuming the search from epoch %d of %d (%s)", start_epoch, cfg.epochs, state_file.path)
 
     search_iter = search_batches.cycle()
     steps_done = 0
@@ -247,11 +236,7 @@ def run_search(cfg: SearchConfig, *, on_epoch: Callable[[dict[str, Any]], None] 
         print(f"epoch {epoch + 1}/{cfg.epochs}  nu={cfg.nu:g}  CE {record['criterion_loss']:.4f}  "
               f"{cfg.regularizer} {record['reg_loss']:.4g}  train {record['train_acc']:.4f}  "
               f"valid {record['valid_acc']:.4f}  ({record['seconds']:.1f} s)", flush=True)
-        state = {"config": cfg.fingerprint(), "epoch": epoch + 1, "history": history, "model": model.state_dict(),
-                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                 "arch_optimizer": arch_optimizer.state_dict(), "train_gen": train_batches.generator.get_state(),
-                 "search_gen": search_batches.generator.get_state(), "rng": capture_rng()}
-        atomic_write(state_path, lambda tmp, s=state: torch.save(s, tmp))
+        state_file.save(epoch + 1, history, stateful, generators)
         if on_epoch is not None:
             on_epoch(record)
         if cfg.max_steps is not None and steps_done >= cfg.max_steps:

@@ -29,7 +29,7 @@ from ..data.in_memory import Augment, ImageTensors, TensorBatches, load_split, s
 from ..devices import resolve_device
 from ..errors import NniExtError
 from .evaluation import evaluate
-from .runtime import capture_rng, restore_rng, seed_everything
+from .runtime import EpochStateFile, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -137,20 +137,11 @@ def train_genotype(cfg: TrainConfig, *, on_epoch: Callable[[dict[str, Any]], Non
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, cfg.epochs)
     criterion = nn.CrossEntropyLoss()
 
-    history: list[dict[str, Any]] = []
-    start_epoch = 0
-    state_path = out / STATE_FILE
-    if state_path.exists():
-        state = torch.load(state_path, map_location=device, weights_only=False)
-        if state.get("config") != cfg.fingerprint():
-            raise NniExtError(f"{state_path} was written by a training with other options; use a new --out folder "
-                              f"or delete the file to start over")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        batches.generator.set_state(state["gen"])
-        restore_rng(state["rng"])
-        history, start_epoch = state["history"], state["epoch"]
+    state_file = EpochStateFile(out / STATE_FILE, fingerprint=cfg.fingerprint(), what="training")
+    stateful = {"model": model, "optimizer": optimizer, "scheduler": scheduler}
+    generators = {"gen": batches.generator}
+    start_epoch, history = state_file.load(stateful, generators, device=device)
+    if start_epoch:
         log.info("resuming the training from epoch %d of %d", start_epoch, cfg.epochs)
 
     steps = 0
@@ -187,10 +178,7 @@ def train_genotype(cfg: TrainConfig, *, on_epoch: Callable[[dict[str, Any]], Non
         history.append(record)
         print(f"epoch {epoch + 1}/{cfg.epochs}  loss {record['train_loss']:.4f}  train {record['train_acc']:.4f}  "
               f"test {record['test_acc']:.4f}  ({record['seconds']:.1f} s)", flush=True)
-        state = {"config": cfg.fingerprint(), "epoch": epoch + 1, "history": history, "model": model.state_dict(),
-                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                 "gen": batches.generator.get_state(), "rng": capture_rng()}
-        atomic_write(state_path, lambda tmp, s=state: torch.save(s, tmp))
+        state_file.save(epoch + 1, history, stateful, generators)
         if on_epoch is not None:
             on_epoch(record)
         if cfg.max_steps is not None and steps >= cfg.max_steps:

@@ -114,3 +114,44 @@ def epoch_batches(loader: Any, epoch: int, skip: int = 0) -> Iterator[tuple[torc
     for _ in range(skip):
         next(it, None)
     return it
+
+
+class EpochStateFile:
+    """The atomic per-epoch state of a resumable run (PC-DARTS search, evaluation training).
+
+    Holds the ``state_dict`` of every named object (model, optimizers, schedulers), the state of
+    named ``torch.Generator`` s, the global RNG, the epoch count and the history. :meth:`load` refuses
+    a file written with other options (``fingerprint``) with one clear line.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, fingerprint: Mapping[str, Any], what: str) -> None:
+        from pathlib import Path
+
+        self.path, self.fingerprint, self.what = Path(path), dict(fingerprint), what
+
+    def load(self, objects: Mapping[str, Any], generators: Mapping[str, torch.Generator], *,
+             device: torch.device | str = "cpu") -> tuple[int, list[dict[str, Any]]]:
+        """Restore everything from the file if it exists; returns ``(epochs done, history)`` (``(0, [])`` if not)."""
+        from ..errors import NniExtError
+
+        if not self.path.exists():
+            return 0, []
+        state = torch.load(self.path, map_location=device, weights_only=False)
+        if state.get("config") != self.fingerprint:
+            raise NniExtError(f"{self.path} was written by a {self.what} with other options; use a new --out folder "
+                              f"or delete the file to start over")
+        for name, obj in objects.items():
+            obj.load_state_dict(state[name])
+        for name, gen in generators.items():
+            gen.set_state(state[name])
+        restore_rng(state["rng"])
+        return state["epoch"], state["history"]
+
+    def save(self, epoch: int, history: list[dict[str, Any]], objects: Mapping[str, Any],
+             generators: Mapping[str, torch.Generator]) -> None:
+        from .._io import atomic_write
+
+        state = {"config": self.fingerprint, "epoch": epoch, "history": history, "rng": capture_rng(),
+                 **{name: obj.state_dict() for name, obj in objects.items()},
+                 **{name: gen.get_state() for name, gen in generators.items()}}
+        atomic_write(self.path, lambda tmp: torch.save(state, tmp))
