@@ -58,6 +58,99 @@ def test_cache_gives_same_counts() -> None:
     np.testing.assert_array_equal(cached.correct(B[::-1]), first[::-1])
 
 
+@pytest.mark.parametrize("block,threads", [(1, 1), (7, 3), (64, 2), (2048, 1), (2048, 2)])
+def test_blocked_threaded_scoring_equals_dense(block: int, threads: int) -> None:
+    """Blocks of any size, shared between threads, with many exact ties (the float64 fallback path)."""
+    t = quantised(synthetic_tables(models=9, images=700, classes=12, seed=11), 8)
+    rng = np.random.default_rng(4)
+    B = rng.random((40, 9)) < 0.4
+    B[0] = False
+    B[1] = True
+    B[2] = np.eye(9, dtype=bool)[0]
+    scorer = SoftVotingScorer(t, chunk=150, block=block, threads=threads)
+    assert scorer.stats.contested > 0 and len(scorer._blocks) >= 1
+    np.testing.assert_array_equal(scorer.accuracy(B), dense_accuracy(t, B, classes=12))
+    np.testing.assert_array_equal(scorer.accuracy(B[5]), dense_accuracy(t, B[5:6], classes=12))  # one row
+    reference = SoftVotingScorer(t, threads=1)  # same compile, one thread, one block size
+    np.testing.assert_array_equal(scorer.stats.threats, reference.stats.threats)
+    np.testing.assert_array_equal(scorer.correct(B), reference.correct(B))
+
+
+def test_scorer_pickles_without_its_threads() -> None:
+    import pickle
+
+    t = synthetic_tables(models=5, images=300, classes=30, seed=2)
+    B = np.random.default_rng(1).random((10, 5)) < 0.5
+    scorer = SoftVotingScorer(t, threads=2, block=64)
+    first = scorer.correct(B)  # starts the worker thread
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(scorer)).correct(B), first)
+
+
+def test_exact_fallback_decides_ties() -> None:
+    """Margins exactly 0 for some ensembles: the float32 product cannot tell, the float64 recount must."""
+    # image 0: label 0; model 0 gives 0 0.5 and 1 0.25, model 1 gives 1 0.5 and 0 0.25 -> {0, 1} ties
+    # image 1: label 2; models agree on 2 (0.375) over 3 (0.25), model 2 gives 3 0.625 and 2 0.5
+    ids = np.array([[[0, 1], [2, 3]], [[1, 0], [2, 3]], [[4, 5], [3, 2]]], dtype=np.int32)
+    probs = np.array([[[0.5, 0.25], [0.375, 0.25]], [[0.5, 0.25], [0.375, 0.25]],
+                      [[0.5, 0.25], [0.625, 0.5]]], dtype=np.float32)
+    t = TopKTables(ids, probs, np.array([0, 2]), ("a", "b", "c"))
+    B = np.array(list(np.ndindex(2, 2, 2)), dtype=bool)  # every ensemble
+    for threads in (1, 2):
+        sparse = SoftVotingScorer(t, threads=threads, block=1).accuracy(B)
+        np.testing.assert_array_equal(sparse, dense_accuracy(t, B))
+    # {b, c}: image 0 is 0.25 vs 0.5 (wrong), image 1 is 0.875 vs 0.875: a tie, wrong
+    assert dense_accuracy(t, B)[3] == 0.0
+
+
+def test_fast_binary_tournament_matches_pymoo() -> None:
+    from pymoo.algorithms.moo.nsga2 import binary_tournament
+    from pymoo.core.population import Population
+
+    from nni_ext.pymoo_tools import fast_binary_tournament
+
+    class Algo:
+        def __init__(self, seed: int, kind: str) -> None:
+            self.random_state, self.tournament_type = np.random.default_rng(seed), kind
+
+    rng = np.random.default_rng(0)
+    for trial in range(20):
+        n = 30
+        F = rng.integers(0, 4, (n, 2)).astype(float)  # many equal and dominated pairs
+        cv = np.where(rng.random(n) < (0.3 if trial % 2 else 0.0), rng.integers(0, 3, n).astype(float), 0.0)
+        crowding = np.where(rng.random(n) < 0.3, np.inf, rng.integers(0, 3, n).astype(float))
+        pop = Population.new("F", F, "CV", cv[:, None], "rank", rng.integers(0, 3, n), "crowding", crowding)
+        P = rng.integers(0, n, (50, 2))
+        for kind in ("comp_by_dom_and_crowding", "comp_by_rank_and_crowding"):
+            ours, theirs = Algo(trial, kind), Algo(trial, kind)
+            np.testing.assert_array_equal(fast_binary_tournament(pop, P, ours), binary_tournament(pop, P, theirs))
+            assert ours.random_state.random() == theirs.random_state.random()  # same draws made
+
+
+def test_hypervolume_2d_matches_pymoo() -> None:
+    from pymoo.indicators.hv import HV
+
+    from nni_ext.pymoo_tools import hypervolume_2d
+
+    rng = np.random.default_rng(1)
+    ref = np.array([10.0, 100.0])
+    for _ in range(30):
+        F = np.column_stack([rng.integers(0, 12, 15), rng.integers(0, 110, 15)]).astype(float)
+        inside = F[np.all(F < ref, axis=1)]
+        expected = float(HV(ref_point=ref)(inside)) if len(inside) else 0.0
+        assert hypervolume_2d(F, ref) == pytest.approx(expected, rel=1e-12, abs=1e-12)
+
+
+def test_row_duplicate_elimination() -> None:
+    from pymoo.core.population import Population
+
+    from nni_ext.pymoo_tools import RowDuplicateElimination
+
+    X = np.array([[1, 0, 1], [0, 0, 1], [1, 0, 1], [1, 1, 1], [0, 0, 1]], dtype=bool)
+    other = Population.new("X", np.array([[1, 1, 1]], dtype=bool))
+    kept = RowDuplicateElimination().do(Population.new("X", X), other)
+    np.testing.assert_array_equal(np.array([ind.X for ind in kept]), X[[0, 1]])
+
+
 def test_latency_criteria() -> None:
     B = np.array([[1, 0, 1], [0, 1, 0], [0, 0, 0]], dtype=bool)
     lat = np.array([2.0, 5.0, 3.0])

@@ -19,11 +19,15 @@ summation order.
   in every model is dropped too (it can never be the strongest rival).
 
 A contested image is right for ensemble ``b`` iff ``b @ (p_label - p_t) > 0`` for each of its threats
-``t``, so a population ``B`` (``P x models``) is scored with one float32 matrix product against the
+``t``, so a population ``B`` (``P x models``) is scored with float32 matrix products against the
 ``threats x models`` margins, a minimum per image and a count; products within their rounding bound
-of 0 are recomputed exactly in float64, so the result equals the dense computation. Memory is
-``threats x models`` (two copies), never models x images x classes. Results are cached per
-membership row, as an evolutionary search revisits ensembles.
+of 0 are recomputed exactly in float64, so the result equals the dense computation. The margins are
+stored in blocks of about 2,000 threats of images with as many threats, threat ``j`` of every image of
+a block in one slab of rows, so that a block's product ``(threats, P)``, its minimum over the slabs and
+the counts stay in the CPU cache; the blocks are shared out between threads (one per core, at most 4),
+each running single-threaded BLAS. Memory is ``threats x models`` (float64 and float32 copies), never
+models x images x classes. A per-row cache is available (``cache_size``) but off by default: a search
+with duplicate elimination re-scores about 1 % of its rows, too few to pay for the look-ups.
 
 Example:
     >>> from nni_ext.ensemble.tables import synthetic_tables
@@ -34,9 +38,12 @@ Example:
 """
 from __future__ import annotations
 
+import itertools
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -89,25 +96,45 @@ class SoftVotingScorer:
     Args:
         tables: the models' top-k tables.
         chunk: images compiled at a time (bounds the compile's memory).
-        cache_size: membership rows whose correct-count is remembered (0: no cache).
+        cache_size: membership rows whose correct-count is remembered (0, the default: no cache; an
+            NSGA-II run with duplicate elimination re-scores about 1 % of its rows, so a cache rarely pays).
+        block: threats scored at a time (their products and minima stay in the CPU cache).
+        threads: threads scoring blocks side by side (default: the usable CPU cores, at most 4).
     """
 
-    def __init__(self, tables: TopKTables, *, chunk: int = 512, cache_size: int = 1_000_000) -> None:
+    def __init__(self, tables: TopKTables, *, chunk: int = 512, cache_size: int = 0, block: int = 2048,
+                 threads: int | None = None) -> None:
         import time
 
         if chunk < 1:
             raise ValueError(f"chunk={chunk} must be at least 1")
         if cache_size < 0:
             raise ValueError(f"cache_size={cache_size} must be 0 (no cache) or more")
+        if block < 1:
+            raise ValueError(f"block={block} must be at least 1")
         start = time.perf_counter()
         self.n_models, self.n_images = tables.n_models, tables.n_images
         self.cache_size = cache_size
         self._cache: dict[bytes, int] = {}
         margins, counts = [], []
         right = wrong = 0
-        for a in range(0, self.n_images, chunk):
+        self.threads = _default_threads() if threads is None else int(threads)
+        if self.threads < 1:
+            raise ValueError(f"threads={threads} must be at least 1")
+
+        def compile_chunk(a: int) -> tuple[np.ndarray, np.ndarray, int, int]:
             b = min(a + chunk, self.n_images)
-            m, c, r, w = _compile_chunk(tables.ids[:, a:b], tables.probs[:, a:b], tables.labels[a:b])
+            return _compile_chunk(tables.ids[:, a:b], tables.probs[:, a:b], tables.labels[a:b])
+
+        starts_ = range(0, self.n_images, chunk)
+        if self.threads > 1 and len(starts_) > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(self.threads) as pool:
+                compiled = list(pool.map(compile_chunk, starts_))
+        else:
+            compiled = [compile_chunk(a) for a in starts_]
+        for m, c, r, w in compiled:
             margins.append(m)
             counts.append(c)
             right, wrong = right + r, wrong + w
@@ -117,10 +144,9 @@ class SoftVotingScorer:
         starts = np.concatenate([[0], np.cumsum(per_image)[:-1]])
         columns = np.concatenate([np.arange(starts[i], starts[i] + per_image[i]) for i in order]) \
             if len(order) else np.zeros(0, dtype=np.int64)
-        #: (threats, models) exact margins p_label - p_threat (float64) and their float32 copy for the products;
-        #: threats of one image are adjacent, images sorted by their number of threats
+        #: (threats, models) exact margins p_label - p_threat (float64); threats of one image are adjacent,
+        #: images sorted by their number of threats
         self.A = np.ascontiguousarray(np.concatenate(margins, axis=0)[columns])
-        self.A32 = self.A.astype(np.float32)
         counts_sorted = per_image[order]
         sizes, size_start = np.unique(counts_sorted, return_index=True)
         col_start = np.concatenate([[0], np.cumsum(counts_sorted)])[size_start]
@@ -129,11 +155,30 @@ class SoftVotingScorer:
                         zip(sizes, col_start, np.diff(np.append(size_start, len(counts_sorted))))]
         self._first = np.concatenate([[0], np.cumsum(counts_sorted)[:-1]]).astype(np.intp)  # per contested image
         self._count = counts_sorted.astype(np.intp)
+        self._blocks = self._make_blocks(block)
+        self._parts = _share_out(self._blocks, self.threads)
+        self._executor: Any = None
+        self._executor_pid = 0
         self.stats = CompileStats(images=self.n_images, always_right=right, always_wrong=wrong,
-                                  contested=int(len(per_image)), threats=int(self.A.shape[0]),
+                                  contested=len(per_image), threats=int(self.A.shape[0]),
                                   seconds=time.perf_counter() - start)
         log.info("compiled %d images: %d always right, %d always wrong, %d contested with %d threats (%.2f s)",
                  self.n_images, right, wrong, self.stats.contested, self.stats.threats, self.stats.seconds)
+
+    def _make_blocks(self, block: int) -> list[tuple[int, int, int, np.ndarray]]:
+        """Blocks of contested images with as many threats each: ``(threats per image, first image, images,
+        float32 margins (threats, models))``, threat ``j`` of every image in a contiguous slab of rows.
+        """
+        blocks = []
+        image = 0
+        for t, c, n in self._groups:
+            step = max(1, block // t)
+            for i0 in range(0, n, step):
+                k = min(step, n - i0)
+                rows = (c + (i0 + np.arange(k))[None, :] * t + np.arange(t)[:, None]).ravel()  # slab j, image i
+                blocks.append((t, image + i0, k, self.A[rows].astype(np.float32)))
+            image += n
+        return blocks
 
     def correct(self, membership: np.ndarray) -> np.ndarray:
         """``(P,)`` number of images each ensemble gets right (0 for an empty ensemble)."""
@@ -165,7 +210,7 @@ class SoftVotingScorer:
 
     def _correct(self, B: np.ndarray) -> np.ndarray:
         count = np.full(len(B), self.always_right, dtype=np.int64)
-        if len(self.A):
+        if len(self.A) and len(B):
             count += self._contested_right(B)
         count[~B.any(axis=1)] = 0
         return count
@@ -173,27 +218,40 @@ class SoftVotingScorer:
     def _contested_right(self, B: np.ndarray) -> np.ndarray:
         """``(P,)`` contested images right: the smallest margin over an image's threats is positive.
 
-        A float32 product gives every margin within ``tol`` (its rounding bound); images whose smallest
-        margin lies within ``tol`` of 0 are recomputed exactly in float64.
+        Block by block (so a block's products and minima stay in the CPU cache; the blocks are shared
+        out between ``threads`` threads, each running single-threaded BLAS), a float32 product gives
+        every margin within ``tol`` (its rounding bound); (image, ensemble) pairs whose smallest margin
+        lies within ``tol`` of 0 are recomputed exactly in float64.
         """
-        G = self.A32 @ B.T.astype(np.float32)  # (threats, P)
-        smallest = np.empty((self.stats.contested, len(B)), dtype=np.float32)
-        image = 0
-        for t, c, n in self._groups:
-            block = G[c:c + t * n].reshape(n, t, -1)
-            out = smallest[image:image + n]
-            np.copyto(out, block[:, 0])
-            for j in range(1, t):
-                np.minimum(out, block[:, j], out=out)
-            image += n
+        BT = np.ascontiguousarray(B.T, dtype=np.float32)  # (models, P)
         # |float32 result - exact| <= (M + 1) u sum|a|, |a| <= 1: the dot's rounding plus that of A32
         tol = ((self.n_models + 2) * 2.0 ** -24 * B.sum(axis=1) * 1.01).astype(np.float32)
-        right = np.count_nonzero(smallest > tol, axis=0)
-        unsure = np.flatnonzero(np.count_nonzero(smallest >= -tol, axis=0) > right)
-        if len(unsure):
-            images, which = np.nonzero(np.abs(smallest[:, unsure]) <= tol[unsure])
-            right += self._exact_right(B, images, unsure[which])
+        parts = self._parts
+        with _single_threaded_blas():
+            others = [self._pool().submit(_score_blocks, part, BT, tol) for part in parts[1:]]
+            results = [_score_blocks(parts[0], BT, tol)]  # this thread scores the first share meanwhile
+            results += [f.result() for f in others]
+        right = np.sum([r for r, _, _ in results], axis=0)
+        images = [i for _, i, _ in results if len(i)]
+        if images:
+            members = np.concatenate([m for _, i, m in results if len(i)])
+            right += self._exact_right(B, np.concatenate(images), members)
         return right
+
+    def _pool(self) -> Any:
+        import os
+
+        if self._executor is None or self._executor_pid != os.getpid():  # a forked copy has no worker threads
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._executor = ThreadPoolExecutor(max(1, len(self._parts) - 1), thread_name_prefix="soft-voting")
+            self._executor_pid = os.getpid()
+        return self._executor
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_executor"] = None  # threads do not pickle; a copy starts its own
+        return state
 
     def _exact_right(self, B: np.ndarray, images: np.ndarray, members: np.ndarray) -> np.ndarray:
         """``(P,)`` how many of the (contested image, ensemble) pairs are right, in float64."""
@@ -203,6 +261,82 @@ class SoftVotingScorer:
         exact = np.einsum("ij,ij->i", self.A[cols], B[members[owner]].astype(np.float64))
         smallest = np.minimum.reduceat(exact, np.cumsum(n) - n)
         return np.bincount(members[smallest > 0], minlength=len(B))
+
+
+def _default_threads() -> int:
+    import os
+
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(4, cores))
+
+
+def _share_out(blocks: list, parts: int) -> list[list]:
+    """Consecutive runs of ``blocks`` with about as many threats each (at most ``parts`` non-empty runs)."""
+    if not blocks:
+        return [[]]
+    work = np.cumsum([len(b[3]) for b in blocks])
+    cut = np.searchsorted(work, work[-1] * np.arange(1, parts) / parts)
+    bounds = [0, *sorted({int(c) + 1 for c in cut}), len(blocks)]
+    return [blocks[i:j] for i, j in itertools.pairwise(bounds) if j > i]
+
+
+_BLAS: dict[str, Any] = {}
+
+
+@contextmanager
+def _single_threaded_blas() -> Iterator[None]:
+    """Limit BLAS to one thread inside (threadpoolctl, when installed): each block's product is small, and
+    BLAS threads that spin-wait for each other lose badly on a shared or busy CPU; we thread by blocks.
+    """
+    limit = None
+    try:
+        if "controller" not in _BLAS:
+            from threadpoolctl import ThreadpoolController
+
+            _BLAS["controller"] = ThreadpoolController()
+        limit = _BLAS["controller"].limit(limits=1, user_api="blas")
+    except Exception:  # noqa: BLE001 - threadpoolctl missing or unable: BLAS keeps its own threads
+        limit = None
+    try:
+        yield
+    finally:
+        if limit is not None:
+            limit.restore_original_limits()
+
+
+def _score_blocks(blocks: list, BT: np.ndarray, tol: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Score some blocks (see :meth:`SoftVotingScorer._contested_right`) for the ensembles ``BT`` (models, P).
+
+    Returns ``(P,)`` sure right counts and the (contested image, ensemble) pairs within ``tol`` of 0.
+    """
+    P = BT.shape[1]
+    neg = -tol
+    width = max(len(b[3]) for b in blocks) if blocks else 0
+    G = np.empty(width * P, dtype=np.float32)
+    flags = np.empty(width * P, dtype=bool)
+    right = np.zeros(P, dtype=np.int64)
+    images, members = [], []
+    for t, first, k, A32 in blocks:
+        g = G[:t * k * P].reshape(t * k, P)
+        np.matmul(A32, BT, out=g)
+        smallest = g[:k]
+        for j in range(1, t):
+            np.minimum(smallest, g[j * k:(j + 1) * k], out=smallest)
+        flag = flags[:k * P].reshape(k, P)
+        np.greater(smallest, tol, out=flag)
+        sure = flag.view(np.uint8).sum(axis=0, dtype=np.int64)
+        right += sure
+        np.greater_equal(smallest, neg, out=flag)
+        if np.count_nonzero(flag) > sure.sum():  # some pair within tol of 0: recompute it exactly
+            i, m = np.nonzero(np.abs(smallest) <= tol)
+            images.append(i + first)
+            members.append(m)
+    if images:
+        return right, np.concatenate(images), np.concatenate(members)
+    return right, np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp)
 
 
 def _compile_chunk(ids: np.ndarray, probs: np.ndarray, labels: np.ndarray

@@ -39,7 +39,7 @@ from pymoo.core.repair import Repair
 from .._io import atomic_write_csv, atomic_write_json
 from ..errors import DataError
 from ..pareto import non_dominated
-from ..pymoo_tools import HypervolumeRecorder, RowDuplicateElimination
+from ..pymoo_tools import HypervolumeRecorder, RowDuplicateElimination, fast_binary_tournament
 from .scoring import CRITERIA, SoftVotingScorer, ensemble_latency
 from .tables import TopKTables
 
@@ -102,15 +102,17 @@ def make_algorithm(name: str, population: int, min_members: int) -> Any:
     from pymoo.operators.crossover.pntx import TwoPointCrossover
     from pymoo.operators.mutation.bitflip import BitflipMutation
     from pymoo.operators.sampling.rnd import BinaryRandomSampling
+    from pymoo.operators.selection.tournament import TournamentSelection
 
     classes = {"nsga2": NSGA2, "smsemoa": SMSEMOA, "spea2": SPEA2}
     if name not in classes:
         raise ValueError(f"algorithm={name!r}; choose one of {', '.join(ALGORITHMS)}")
     if population < 2:
         raise ValueError(f"population={population} must be at least 2")
+    extra = {"selection": TournamentSelection(func_comp=fast_binary_tournament)} if name == "nsga2" else {}
     return classes[name](pop_size=population, sampling=BinaryRandomSampling(), crossover=TwoPointCrossover(),
                          mutation=BitflipMutation(), repair=MinMembersRepair(min_members),
-                         eliminate_duplicates=RowDuplicateElimination())
+                         eliminate_duplicates=RowDuplicateElimination(), **extra)
 
 
 @dataclass
