@@ -23,7 +23,8 @@ def test_global_weights_by_hand():
 def test_per_class_weights_by_hand():
     # class 0 = samples 0, 2, 4 (0 scores nothing): model 0 gets 2; model 1 gets 2, 4; model 2 none -> 1, 2, 0
     # class 1 = samples 1, 3, 5: model 0 gets 1, 3; model 1 none; model 2 gets 5 -> 2, 0, 1
-    expected = [[0.5, 1.0], [1.0, 0.0], [0.0, 0.5]]
+    # every per-class count starts at one (MOOD-NAS): 2, 3, 1 and 3, 1, 2, then divided by the class maximum
+    expected = [[2 / 3, 1.0], [1.0, 1 / 3], [1 / 3, 2 / 3]]
     np.testing.assert_allclose(model_weights(CORRECT, LABELS, per_class=True), expected)
     wide = model_weights(CORRECT, LABELS, per_class=True, n_classes=4)  # classes without samples: equal
     np.testing.assert_allclose(wide, np.column_stack([expected, np.ones((3, 2))]))
@@ -109,7 +110,7 @@ def test_weighted_ensemble_at_least_as_accurate_as_equal_weights():
     equal = ensemble_accuracy(combine(logits, equal_weights(3)), labels)
     assert (weighted, equal) == (1.0, 3 / 8)
     per_class = model_weights(correct, labels, per_class=True)
-    np.testing.assert_allclose(per_class, [[1, 1, 1], [1 / 3, 0, 1 / 2], [0, 0, 0]])
+    np.testing.assert_allclose(per_class, [[1, 1, 1], [1 / 2, 1 / 3, 2 / 3], [1 / 4, 1 / 3, 1 / 3]])  # counts + 1
     assert ensemble_accuracy(combine(logits, per_class), labels) == 1.0
 
     rng = np.random.default_rng(2)   # random models: fit the weights on one half, test on the other

@@ -62,7 +62,8 @@ def model_weights(correct: np.ndarray, labels: np.ndarray | None = None, *, per_
     that is right only where everyone is right has weight 0. When no sample tells the models apart
     (all scores are 0: every sample is right for all models or for none) the weights are equal
     (ones). With ``per_class=True`` the points and the normalisation are taken per class of the
-    samples' labels, and a class with no distinguishing sample (or no sample) gets equal weights.
+    samples' labels, and every count starts at one as in MOOD-NAS (so no model's class column is
+    zeroed); a class with no distinguishing sample (or no sample) gets equal weights.
 
     Args:
         correct: ``(models, samples)`` boolean matrix, True where the model got the sample right.
@@ -79,7 +80,7 @@ def model_weights(correct: np.ndarray, labels: np.ndarray | None = None, *, per_
         >>> model_weights(correct).tolist()
         [1.0, 0.5]
         >>> model_weights(correct, np.array([0, 0, 1, 1]), per_class=True).tolist()
-        [[1.0, 1.0], [0.0, 1.0]]
+        [[1.0, 1.0], [0.5, 1.0]]
     """
     hits = _correct_matrix(correct)
     useful = hits & ~hits.all(axis=0, keepdims=True)
@@ -97,7 +98,7 @@ def model_weights(correct: np.ndarray, labels: np.ndarray | None = None, *, per_
         classes = int(n_classes)
     onehot = np.zeros((hits.shape[1], classes))
     onehot[np.arange(hits.shape[1]), lab] = 1.0
-    return _normalise(useful.astype(float) @ onehot)
+    return _normalise(1.0 + useful.astype(float) @ onehot)  # MOOD-NAS starts every per-class count at one
 
 
 def equal_weights(n_models: int, n_classes: int | None = None) -> np.ndarray:
