@@ -80,9 +80,10 @@ def _load_torchvision(kind: str, root: Path, split: str) -> ImageTensors:
     cls = getattr(torchvision.datasets, TORCHVISION_SETS[kind])
     try:
         ds = cls(root=str(root), train=split == "train", download=False)
-    except RuntimeError as exc:
-        raise DataError(f"{kind} files not found under {root} ({exc}); download the python version of the "
-                        f"dataset there first (nni-ext never downloads at run time)") from None
+    except RuntimeError:
+        raise DataError(f"{kind} files not found under {root} (expected torchvision's python version, e.g. "
+                        f"{root}/cifar-10-batches-py); put them there first (nni-ext never downloads at run time)"
+                        ) from None
     images = torch.from_numpy(np.ascontiguousarray(ds.data)).permute(0, 3, 1, 2).contiguous()
     return ImageTensors(images, torch.as_tensor(ds.targets, dtype=torch.long), list(ds.classes), f"{kind}:{root}")
 
