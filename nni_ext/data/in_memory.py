@@ -31,6 +31,7 @@ import torch
 from ..errors import DataError
 
 TORCHVISION_SETS = {"cifar10": "CIFAR10", "cifar100": "CIFAR100"}
+TORCHVISION_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
 
 
 @dataclass
@@ -82,7 +83,7 @@ def _load_torchvision(kind: str, root: Path, split: str) -> ImageTensors:
         ds = cls(root=str(root), train=split == "train", download=False)
     except RuntimeError:
         raise DataError(f"{kind} files not found under {root} (expected torchvision's python version, e.g. "
-                        f"{root}/cifar-10-batches-py); put them there first (nni-ext never downloads at run time)"
+                        f"{root / TORCHVISION_FOLDERS[kind]}); put them there first (nni-ext never downloads at run time)"
                         ) from None
     images = torch.from_numpy(np.ascontiguousarray(ds.data)).permute(0, 3, 1, 2).contiguous()
     return ImageTensors(images, torch.as_tensor(ds.targets, dtype=torch.long), list(ds.classes), f"{kind}:{root}")
