@@ -120,16 +120,12 @@ def run_analyse_cmd(args: argparse.Namespace) -> int:
 
 
 def run_train_cmd(args: argparse.Namespace) -> int:
-    from ..trainers.pcdarts_train import train_genotype, train_many
+    from ..trainers.pcdarts_train import train_many
 
     apply_threads(args)
-    if len(args.genotype) == 1:
-        outcome = train_genotype(train_config(args, args.genotype[0], args.out))
-        print(json.dumps(outcome.metrics))
-        return 0
     base = train_config(args, args.genotype[0], args.out)
     outcomes = train_many(base, args.genotype, out_root=args.out, memory_margin_mb=args.memory_margin_mb)
-    print(json.dumps([o.metrics for o in outcomes]))
+    print(json.dumps([o.metrics for o in outcomes] if len(outcomes) > 1 else outcomes[0].metrics))
     return 0
 
 
