@@ -13,7 +13,6 @@ from nni_ext.data.in_memory import Augment, TensorBatches, load_split, split_in_
 from nni_ext.pcdarts import SearchNetwork
 from nni_ext.pcdarts.genotypes import parse_genotype
 from nni_ext.trainers.pcdarts_search import SearchConfig, regularization, run_search
-from nni_ext.trainers.pcdarts_train import TrainConfig, train_genotype
 
 from .conftest import run_cli
 
@@ -127,15 +126,23 @@ def test_trial_standalone_prints_the_metric_dict(digits_root: Path, tmp_path: Pa
 
 
 def test_train_two_genotypes_then_ensemble(digits_root: Path, tmp_path: Path) -> None:
-    common = TrainConfig(data=str(digits_root), genotype="", image_size=16, train_portion=0.8, batch_size=64,
-                         epochs=1, init_channels=8, layers=3, cutout=4, flip=False, device="cpu", lr=0.05)
-    outs = []
-    for name in ("DARTS_V2", "PC_DARTS_cifar"):
-        outcome = train_genotype(replace(common, genotype=name, out_dir=str(tmp_path / name)))
-        assert 0 <= outcome.metrics["default"] <= 1 and outcome.metrics["params"] > 0
-        preds = torch.load(tmp_path / name / "predictions.pt", weights_only=False)
+    # one genotype from a genotypes.py (as `pcdarts analyse` writes it), one built in; trained one after another
+    from nni_ext.pcdarts.genotypes import GENOTYPES, write_genotypes_py
+
+    write_genotypes_py(tmp_path / "genotypes.py", {"l1_loss_2e01": GENOTYPES["DARTS_V2"]})
+    root = tmp_path / "train"
+    proc = run_cli("pcdarts", "train", "--genotype", f"{tmp_path / 'genotypes.py'}:l1_loss_2e01", "PC_DARTS_cifar",
+                   "--data", str(digits_root), "--out", str(root), "--image-size", "16", "--train-portion", "0.8",
+                   "--batch-size", "64", "--epochs", "1", "--init-channels", "8", "--layers", "3", "--cutout", "4",
+                   "--no-flip", "--device", "cpu", "--lr", "0.05", "--threads", "1")
+    assert proc.returncode == 0, proc.stderr
+    reported = json.loads(proc.stdout.strip().splitlines()[-1])
+    outs = [root / "l1_loss_2e01", root / "PC_DARTS_cifar"]
+    for out, metrics in zip(outs, reported):
+        assert 0 <= metrics["default"] <= 1 and metrics["params"] > 0
+        preds = torch.load(out / "predictions.pt", weights_only=False)
         assert preds["test"]["logits"].shape[1] == 10 and "held_out" in preds
-        outs.append(tmp_path / name)
+    assert reported[0]["genotype"] == str(GENOTYPES["DARTS_V2"])
     proc = run_cli("pcdarts", "ensemble", *map(str, outs), "--weights", "calculate", "--out", str(tmp_path / "ens"))
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((tmp_path / "ens" / "ensemble.json").read_text())
