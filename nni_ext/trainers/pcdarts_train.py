@@ -239,7 +239,10 @@ def _train_on_cuda(cfg: TrainConfig, estimator: Any, device: torch.device, memor
 
     params_m = _params_millions(cfg)
     limit = free_memory_mb(device)
-    batch = estimator.propose(params_m, limit_mb=limit, preferred=cfg.batch_size) if limit else cfg.batch_size
+    if limit and estimator.records:
+        batch = estimator.propose(params_m, limit_mb=limit, preferred=cfg.batch_size)
+    else:  # nothing measured yet: the configured size, halved on out-of-memory; its peak seeds the estimator
+        batch = cfg.batch_size
 
     def attempt(batch_size: int) -> TrainOutcome:
         torch.cuda.reset_peak_memory_stats(device)
