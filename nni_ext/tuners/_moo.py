@@ -9,10 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from collections import deque
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
 import numpy as np
@@ -20,7 +18,7 @@ from nni import NoMoreTrialError
 
 from ..constraints import Constraint, parse_constraints
 from ..pareto import Objectives
-from .base import BaseTuner, normalize_metrics, register_tuner, reported_parameters
+from .base import BaseTuner, normalize_metrics, register_tuner, reported_parameters, tuner_output_dir
 from .moo_files import MooFiles
 
 logger = logging.getLogger(__name__)
@@ -105,8 +103,7 @@ class MultiObjectiveTuner(BaseTuner):
                 raise ValueError(f"reference_point lacks objective(s) {missing}; give a value for every objective")
             self.reference = np.array([float(reference_point[k]) for k in self.objectives.keys]) * self.objectives.sign
         self.cost_model = self._cost_model(space, space_args, input_size) if space else None
-        log_dir = os.environ.get("NNI_LOG_DIRECTORY")  # <experiment dir>/log under NNI 3.0's dispatcher
-        out = Path(output_dir) if output_dir else Path(log_dir).parent / "moo" if log_dir else None
+        out = tuner_output_dir(output_dir, "moo")
         self.files = MooFiles(out, self.objectives, self.constraints) if out else None
         self.records: list[Record] = []
         self.seen: set[str] = set()

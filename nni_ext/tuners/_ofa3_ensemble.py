@@ -70,7 +70,7 @@ import numpy as np
 from nni import NoMoreTrialError
 
 from .._io import atomic_write_json
-from .base import BaseTuner, register_tuner
+from .base import BaseTuner, register_tuner, tuner_output_dir
 
 logger = logging.getLogger(__name__)
 ORDERS = ("accuracy", "spread")
@@ -197,8 +197,7 @@ class OFA3EnsembleTuner(BaseTuner):
         self.val_dir = resolve_path(val_tables) if val_tables else None
         self.criterion, self.population, self.generations = criterion, population, generations
         self.min_members, self.max_ensembles, self.order, self.algorithm = min_members, max_ensembles, order, algorithm
-        log_dir = os.environ.get("NNI_LOG_DIRECTORY")  # <experiment dir>/log under NNI 3.0's dispatcher
-        self.out = Path(output_dir) if output_dir else Path(log_dir).parent / "ofa3" if log_dir else None
+        self.out = tuner_output_dir(output_dir, "ofa3")
         self.ensembles: list[dict[str, Any]] | None = None
         self.selection: Any = None
         self._next = 0

@@ -4,11 +4,9 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import threading
 from collections import deque
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -22,6 +20,7 @@ from .base import (
     normalize_metrics,
     register_tuner,
     reported_parameters,
+    tuner_output_dir,
 )
 
 logger = logging.getLogger(__name__)
@@ -175,8 +174,7 @@ class RegularizationSweep(BaseTuner):
             raise ValueError(f"reg_key and criterion_key are both {reg_key!r}; they must differ")
         self.parameter, self.initial, self.delta = parameter, values, float(delta)
         self.max_trials, self.reg_key, self.criterion_key = max_trials, reg_key, criterion_key
-        log_dir = os.environ.get("NNI_LOG_DIRECTORY")  # <experiment dir>/log under NNI 3.0's dispatcher
-        self.output_dir = Path(output_dir) if output_dir else Path(log_dir).parent / "sweep" if log_dir else None
+        self.output_dir = tuner_output_dir(output_dir, "sweep")
         self.fixed: dict[str, Any] = {}
         self.trials: list[SweepTrial] = []  # every tried ν, in the order tried (imported first)
         self._by_id: dict[int, SweepTrial] = {}

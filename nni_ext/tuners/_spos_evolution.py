@@ -9,10 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from collections import deque
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
 import numpy as np
@@ -20,7 +18,7 @@ from nni import NoMoreTrialError
 
 from .._io import atomic_write_json
 from ..errors import ArchitectureError
-from .base import BaseTuner, normalize_metrics, register_tuner
+from .base import BaseTuner, normalize_metrics, register_tuner, tuner_output_dir
 
 logger = logging.getLogger(__name__)
 Key = tuple  # one value per label, in the space's label order
@@ -101,8 +99,7 @@ class SposEvolution(BaseTuner):
         self.input_size = int(input_size or self.nas_space.default_input_size)
         self.labels, self._choices = self.nas_space.labels, list(self.nas_space.choices().values())
         self._sizes = np.array([len(c) for c in self._choices])
-        log_dir = os.environ.get("NNI_LOG_DIRECTORY")  # <experiment dir>/log for NNI 3.0's dispatcher
-        self.output_dir = Path(output_dir) if output_dir else Path(log_dir).parent / "spos" if log_dir else None
+        self.output_dir = tuner_output_dir(output_dir, "spos")
         self._fixed, self._per_label = self._decompose(self._setup_cost())
         if self._per_label is not None:
             minimum = self._fixed + sum(min(t.values()) for t in self._per_label)

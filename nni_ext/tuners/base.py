@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+from pathlib import Path
 from typing import Any, Callable, Mapping, TypeVar
 
 import numpy as np
@@ -54,6 +56,15 @@ def normalize_metrics(value: Any) -> dict[str, float]:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return {"default": float(value)}
     return {"default": math.nan}
+
+
+def tuner_output_dir(output_dir: str | None, name: str) -> Path | None:
+    """Where a tuner keeps its files: ``output_dir`` if given, else ``<experiment dir>/<name>`` under nnictl
+    (NNI 3.0 runs the dispatcher with ``NNI_LOG_DIRECTORY=<experiment dir>/log``), else nowhere (``None``)."""
+    if output_dir:
+        return Path(output_dir)
+    log_dir = os.environ.get("NNI_LOG_DIRECTORY")
+    return Path(log_dir).parent / name if log_dir else None
 
 
 def decode_metric(value: Any) -> Any:
