@@ -157,3 +157,15 @@ class EvalNetwork(nn.Module):
                 logits_aux = self.auxiliary_head(s1)
         logits = self.classifier(self.global_pooling(s1).flatten(1))
         return logits, logits_aux
+
+
+def eval_network_cost(genotype: Genotype | str | os.PathLike, *, num_classes: int, channels: int, layers: int, image_size: int,
+                      in_channels: int = 3) -> dict[str, int]:
+    """Parameters and FLOPs (MACs, via :func:`nni_ext.cost.counting.count`) of the evaluation network of
+    ``genotype`` without its auxiliary head, as DARTS reports them, for one ``image_size`` input."""
+    from ..cost.counting import count
+
+    net = EvalNetwork(genotype, C=channels, num_classes=num_classes, layers=layers, auxiliary=False,
+                      in_channels=in_channels)
+    cost = count(net, (1, in_channels, image_size, image_size), device="cpu")
+    return {"params": int(cost.params), "flops": int(cost.flops)}

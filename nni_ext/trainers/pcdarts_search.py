@@ -133,18 +133,6 @@ class SearchResult:
     out_dir: Path
 
 
-def eval_network_cost(genotype: Any, *, num_classes: int, channels: int, layers: int, image_size: int,
-                      in_channels: int = 3) -> dict[str, int]:
-    """Parameters and FLOPs (MACs) of the evaluation network of ``genotype`` (no auxiliary head)."""
-    from ..cost.counting import count
-    from ..pcdarts import EvalNetwork
-
-    net = EvalNetwork(genotype, C=channels, num_classes=num_classes, layers=layers, auxiliary=False,
-                      in_channels=in_channels)
-    cost = count(net, (1, in_channels, image_size, image_size), device="cpu")
-    return {"params": int(cost.params), "flops": int(cost.flops)}
-
-
 def run_search(cfg: SearchConfig, *, on_epoch: Callable[[dict[str, Any]], None] | None = None,
                train_data: ImageTensors | None = None) -> SearchResult:
     """Run (or resume) one search; ``on_epoch`` gets each epoch's record (e.g. an NNI intermediate report)."""
@@ -246,6 +234,8 @@ def run_search(cfg: SearchConfig, *, on_epoch: Callable[[dict[str, Any]], None] 
         raise NniExtError(f"no epoch ran (epochs={cfg.epochs}); nothing to report")
     genotype = model.genotype()
     last = history[-1]
+    from ..pcdarts.eval_model import eval_network_cost
+
     cost = eval_network_cost(genotype, num_classes=data.num_classes, channels=cfg.eval_channels,
                              layers=cfg.eval_layers, image_size=image_size, in_channels=int(data.images.shape[1]))
     metrics = {"default": last["valid_acc"], "criterion_loss": last["criterion_loss"], "reg_loss": last["reg_loss"],

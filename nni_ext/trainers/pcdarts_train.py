@@ -104,8 +104,8 @@ def train_genotype(cfg: TrainConfig, *, on_epoch: Callable[[dict[str, Any]], Non
     """Train ``cfg.genotype`` from scratch (or resume), evaluate on the test split, save logits; returns metrics."""
     from tqdm.auto import tqdm
 
-    from ..cost.counting import count
     from ..pcdarts import EvalNetwork
+    from ..pcdarts.eval_model import eval_network_cost
     from ..pcdarts.genotypes import genotype_to_dict, load_genotype
 
     cfg.check()
@@ -130,8 +130,8 @@ def train_genotype(cfg: TrainConfig, *, on_epoch: Callable[[dict[str, Any]], Non
     in_channels, size = int(full.images.shape[1]), int(full.images.shape[-1])
     model = EvalNetwork(genotype, C=cfg.init_channels, num_classes=full.num_classes, layers=cfg.layers,
                         auxiliary=cfg.auxiliary, drop_path_prob=0.0, in_channels=in_channels)
-    cost = count(EvalNetwork(genotype, C=cfg.init_channels, num_classes=full.num_classes, layers=cfg.layers,
-                             auxiliary=False, in_channels=in_channels), (1, in_channels, size, size), device="cpu")
+    cost = eval_network_cost(genotype, num_classes=full.num_classes, channels=cfg.init_channels, layers=cfg.layers,
+                             image_size=size, in_channels=in_channels)
     model.to(device)
     optimizer = torch.optim.SGD(model.parameters(), cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, cfg.epochs)
@@ -188,7 +188,7 @@ def train_genotype(cfg: TrainConfig, *, on_epoch: Callable[[dict[str, Any]], Non
 
     predictions = {name: dict(zip(("logits", "labels"), _predict(model, b))) for name, b in ordered.items()}
     atomic_write(out / PREDICTIONS_FILE, lambda tmp: torch.save(predictions, tmp))
-    metrics = {"default": history[-1]["test_acc"], "params": int(cost.params), "flops": int(cost.flops),
+    metrics = {"default": history[-1]["test_acc"], "params": cost["params"], "flops": cost["flops"],
                "train_acc": history[-1]["train_acc"], "epochs": history[-1]["epoch"], "batch_size": cfg.batch_size,
                "genotype": str(genotype)}
     if "held_out_acc" in history[-1]:
