@@ -154,7 +154,6 @@ class TensorBatches:
         self.mean = mean.view(1, -1, 1, 1).to(self.device)
         self.std = std.clamp_min(1e-6).view(1, -1, 1, 1).to(self.device)
         self.generator = torch.Generator().manual_seed(seed)
-        self.epoch = 0
 
     def __len__(self) -> int:
         n = len(self.data)
@@ -163,7 +162,6 @@ class TensorBatches:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = len(self.data)
         order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
-        self.epoch += 1
         for b in range(len(self)):
             idx = order[b * self.batch_size:(b + 1) * self.batch_size]
             images = self.data.images[idx]

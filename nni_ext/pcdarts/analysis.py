@@ -100,7 +100,7 @@ def write_analysis(a: SweepAnalysis, out: str | Path) -> dict[str, Path]:
              "front": atomic_write_csv(out / "front.csv", front_rows, COLUMNS),
              "front_json": atomic_write_json(out / "front.json", front_rows)}
     named = {r["name"]: parse_genotype(r["genotype"]) for r in front_rows}
-    paths["genotypes_py"] = write_genotypes_py(out / "genotypes.py", named) or out / "genotypes.py"
+    paths["genotypes_py"] = write_genotypes_py(out / "genotypes.py", named)
     paths["genotypes_json"] = atomic_write_json(out / "genotypes.json",
                                                 {k: genotype_to_dict(g) for k, g in named.items()})
     paths.update(_plots(a, out))
