@@ -143,6 +143,8 @@ def test_train_two_genotypes_then_ensemble(digits_root: Path, tmp_path: Path) ->
         preds = torch.load(out / "predictions.pt", weights_only=False)
         assert preds["test"]["logits"].shape[1] == 10 and "held_out" in preds
     assert reported[0]["genotype"] == str(GENOTYPES["DARTS_V2"])
+    bad = run_cli("pcdarts", "train", "--genotype", "NOPE", "--data", str(digits_root), "--out", str(tmp_path / "x"))
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "PC_DARTS_cifar" in bad.stderr
     proc = run_cli("pcdarts", "ensemble", *map(str, outs), "--weights", "calculate", "--out", str(tmp_path / "ens"))
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((tmp_path / "ens" / "ensemble.json").read_text())
