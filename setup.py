@@ -16,7 +16,6 @@ setup(
     python_requires=">=3.9",
     packages=find_packages(include=["nni_ext", "nni_ext.*"]),
     include_package_data=True,
-    package_data={"nni_ext": ["py.typed"]},
     install_requires=[
         "nni==3.0",
         # nnictl imports pkg_resources, removed in setuptools 81
@@ -35,7 +34,7 @@ setup(
     ],
     extras_require={
         "dali": ["nvidia-dali-cuda120>=1.30"],
-        "test": ["pytest>=7", "pytest-timeout>=2"],
+        "test": ["pytest>=7", "pytest-timeout>=2", "ruff>=0.4", "import-linter>=2.0"],
         "bench": ["optuna>=3.0"],  # examples/moo_benchmark compares with Optuna's NSGAIISampler
     },
     entry_points={"console_scripts": ["nni-ext=nni_ext.cli:main"]},

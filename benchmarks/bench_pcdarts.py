@@ -137,7 +137,8 @@ def main() -> None:
         cuda = f", CUDA peak {r['cuda_peak_mib']:.0f} MiB" if "cuda_peak_mib" in r else ""
         print(f"  {name}: {r['step_s']:.3f} s/step, autograd saves {r['saved_mib']:.0f} MiB, "
               f"peak RSS {r['rss_mib']:.0f} MiB{cuda}")
-    ratio = f"saved activations {darts['saved_mib'] / pc['saved_mib']:.2f}x, RSS {darts['rss_mib'] / pc['rss_mib']:.2f}x"
+    ratio = (f"saved activations {darts['saved_mib'] / pc['saved_mib']:.2f}x, "
+             f"RSS {darts['rss_mib'] / pc['rss_mib']:.2f}x")
     if "cuda_peak_mib" in pc:
         ratio += f", CUDA peak {darts['cuda_peak_mib'] / pc['cuda_peak_mib']:.2f}x"
     print(f"  DARTS / PC-DARTS: {ratio}, time {darts['step_s'] / pc['step_s']:.2f}x")
@@ -154,8 +155,8 @@ def main() -> None:
             r = run_child("--child-search", str(nu), "--data", str(Path(tmp) / "digits"), "--device", args.device,
                           *size, *threads)
             cuda = f", CUDA peak {r['cuda_peak_mib']:.0f} MiB" if "cuda_peak_mib" in r else ""
-            print(f"  nu={nu:<8g} epoch {r['epoch_s']:.1f} s (run {r['total_s']:.1f} s), peak RSS {r['rss_mib']:.0f} MiB"
-                  f"{cuda}; CE {r['criterion_loss']:.3f}, L1 {r['reg_loss']:.0f}")
+            print(f"  nu={nu:<8g} epoch {r['epoch_s']:.1f} s (run {r['total_s']:.1f} s), "
+                  f"peak RSS {r['rss_mib']:.0f} MiB{cuda}; CE {r['criterion_loss']:.3f}, L1 {r['reg_loss']:.0f}")
 
 
 if __name__ == "__main__":

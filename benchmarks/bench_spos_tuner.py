@@ -82,7 +82,7 @@ def main() -> None:
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"{torch.get_num_threads()} torch threads, Python {sys.version.split()[0]}, torch {torch.__version__}")
     print(f"search: {args.space} at {size}px, flops_limit {args.flops_limit:.4g}, population {args.population}, "
-          f"{args.generations} generations -> {proposals} proposals, best accuracy {tuner.best.accuracy:.4f}")
+          f"{args.generations} generations -> {proposals} proposals, best accuracy {tuner.best.value('default'):.4f}")
     print(f"cost table (once, then cached): {table_s:.2f} s; candidates checked: {len(checked)} "
           f"({checks_per_proposal:.2f} per proposal)")
     print(f"ours (EvolutionWithFlops, lookup table):  {ours_ms:.3f} ms/proposal")

@@ -1,6 +1,7 @@
 """Benchmark: SPOS tester seconds per architecture (BN recalibration + evaluation), torchvision vs DALI loaders.
 
-    python benchmarks/bench_tester.py --checkpoint runs/quickstart/supernet/checkpoint.pth --data runs/quickstart/data/digits
+    python benchmarks/bench_tester.py --checkpoint runs/quickstart/supernet/checkpoint.pth \
+        --data runs/quickstart/data/digits
 
 Runs the tester in-process (no interpreter start-up) for ``--archs`` random architectures of the
 checkpoint's space with each loader back-end, and prints seconds per architecture and the ratio.

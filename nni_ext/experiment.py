@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from .core.metrics import decode_values
 from .errors import NniExtError
 
 TERMINAL = ("DONE", "ERROR", "STOPPED")
@@ -88,17 +89,12 @@ class Experiment:
         for job in jobs:
             finals = job.get("finalMetricData") or []
             pid = str(finals[0]["parameterId"]) if finals else None
-            metrics = None
-            if finals:
-                value = json.loads(finals[0]["data"])
-                metrics = json.loads(value) if isinstance(value, str) else value
-                if not isinstance(metrics, dict):
-                    metrics = {"default": metrics}
+            metrics = decode_values(finals[0]["data"]) if finals else None
             out.append(Trial(job["trialJobId"], job["status"], pid, issued.get(pid) if pid else None, metrics))
         return out
 
     def wait(self, *, timeout: float = 3600, poll: float = 2.0,
-             progress: Callable[["Experiment", dict[str, Any]], None] | None = None,
+             progress: Callable[[Experiment, dict[str, Any]], None] | None = None,
              tuner_end: bool = False) -> str:
         """Poll until the experiment is DONE/ERROR/STOPPED; returns that status.
 

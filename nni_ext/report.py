@@ -1,5 +1,11 @@
 """Pareto report and post-search selection for any experiment whose trials report metric dicts.
 
+One experiment has one front and one hypervolume, whichever command you ask: when the experiment's tuner
+kept an nni-ext archive (``<experiment dir>/<tuner>/archive.json`` + ``history.csv``, see
+:mod:`nni_ext.core.archive`) the report rebuilds that archive, with its stored reference point, so its
+``hypervolume.csv`` is the tuner's; otherwise (a built-in NNI tuner, other objectives) it builds an archive
+from NNI's database with the same rule.
+
 :func:`write_report` writes ``trials.csv``, ``pareto.csv``/``pareto.json``, ``hypervolume.csv`` and two
 plots (``pareto_front.png``, ``hypervolume.png``); :func:`select_points` picks architectures from the
 front by preference (achievement scalarization, as NSGANetV2's ``post_search``) or by trade-off (knees),
@@ -7,7 +13,6 @@ always including the best point of the first objective.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -15,13 +20,15 @@ from typing import Any, Mapping
 import numpy as np
 
 from ._io import atomic_write_csv, atomic_write_json
-from .constraints import Constraint, parse_constraints
+from .core.archive import Archive, ArchiveFiles, Record, find_archive_dirs, params_key
+from .core.constraints import Constraint, parse_constraints
+from .core.metrics import COST_KEYS, decode_values
 from .errors import NniExtError
-from .pareto import Objectives, default_reference_point, hypervolume, non_dominated, parse_preference, pick
+from .pareto import Objectives, parse_preference, pick
 from .results import ExperimentResults, TrialResult
 
-#: metric keys that, when every finished trial reports them, are minimised by default
-COST_KEYS = ("flops", "params", "latency", "latency_ms", "latency_max", "latency_sum")
+#: NNI trial states whose final metric counts
+OK_STATES = ("SUCCEEDED", "USER_CANCELED", "RUNNING", "EARLY_STOPPED")
 
 
 @dataclass
@@ -31,28 +38,41 @@ class Analysis:
     results: ExperimentResults
     objectives: Objectives
     constraints: list[Constraint]
+    archive: Archive  # every finished trial, in arrival order
+    source: str  # where the archive came from: the tuner's files or NNI's database
     trials: list[TrialResult]  # successful, all objectives finite, in arrival order
     F: np.ndarray  # minimisation objectives, one row per trial
     cv: np.ndarray  # total constraint violation (0 = feasible)
     reference: np.ndarray | None  # hypervolume reference point (minimisation units)
     front: np.ndarray  # indices into ``trials``
-    hv_curve: list[tuple[int, float]]  # (number of results, hypervolume)
+    hv_curve: list[tuple[int, float]]  # (trials finished, hypervolume), where defined
+
+
+def _tuner_archives(results: ExperimentResults) -> list[ArchiveFiles]:
+    return [ArchiveFiles(d) for d in find_archive_dirs(results.directory)]
 
 
 def choose_objectives(results: ExperimentResults, spec: str | None = None) -> Objectives:
-    """The objectives: ``spec`` (``"default:max,flops:min"``), else the tuner's, else ``default`` + cost keys."""
+    """The objectives: ``spec`` (``"default:max,flops:min"``), else the tuner's (classArgs or its archive),
+    else ``default`` + the cost keys every finished trial reports."""
     if spec:
         return Objectives.parse(spec)
     args = results.tuner_args
     if isinstance(args.get("objectives"), Mapping):
         return Objectives.parse(args["objectives"])
+    archives = _tuner_archives(results)
+    if len(archives) == 1:
+        try:
+            return Objectives.parse(archives[0].read_meta()["objectives"])
+        except ValueError:
+            pass
     finished = [t.metrics for t in results.finished() if t.metrics]
     mode = str(args.get("optimize_mode", "maximize"))
     keys = {"default": mode}
     for key in COST_KEYS:
         if finished and all(isinstance(m.get(key), (int, float)) for m in finished):
             keys[key] = "minimize"
-    for limit, key in (("flops_limit", "flops"), ("latency_limit_ms", "latency")):  # SPOS evolution's classArgs
+    for limit, key in (("flops_limit", "flops"), ("latency_limit_ms", "latency_ms")):  # SPOS evolution's classArgs
         if limit in args:
             keys.setdefault(key, "minimize")
     if len(keys) < 2:
@@ -61,46 +81,88 @@ def choose_objectives(results: ExperimentResults, spec: str | None = None) -> Ob
     return Objectives.parse(keys)
 
 
+def _archive_from_files(results: ExperimentResults, objectives: Objectives,
+                        constraints: list[Constraint] | None) -> tuple[Archive, str] | None:
+    """The tuner's own archive when it has these objectives (and constraints, when given)."""
+    for files in _tuner_archives(results):
+        try:
+            meta = files.read_meta()
+            if list(meta["objectives"].items()) != list(objectives.describe().items()):
+                continue
+            if constraints is not None and meta.get("constraints", []) != [str(c) for c in constraints]:
+                continue
+            return files.read(), f"tuner archive {files.directory}"
+        except (ValueError, KeyError, TypeError):
+            continue
+    return None
+
+
+def _archive_from_database(results: ExperimentResults, objectives: Objectives, constraints: list[Constraint],
+                           reference: Mapping[str, float] | None) -> Archive:
+    args = results.tuner_args
+    if reference is None and isinstance(args.get("reference_point"), Mapping):
+        reference = args["reference_point"]
+    finished = results.finished()
+    population = args.get("population_size")
+    after = population if isinstance(population, int) and not isinstance(population, bool) and population >= 1 \
+        else max(1, len(finished))
+    archive = Archive(objectives, constraints, reference_point=reference, reference_after=after)
+    for t in finished:
+        pid = int(t.parameter_id) if t.parameter_id and str(t.parameter_id).isdigit() else None
+        value = t.metrics if t.status in OK_STATES else {}
+        archive.add(t.parameters or {}, value, parameter_id=pid, trial_id=t.trial_id)
+    return archive
+
+
 def analyse(results: ExperimentResults, objectives: Objectives, *, constraints: list[Constraint] | None = None,
             reference: Mapping[str, float] | None = None) -> Analysis:
-    """Front, violations and hypervolume-versus-trials of ``results`` under ``objectives``."""
-    if constraints is None:
-        constraints = parse_constraints(results.tuner_args.get("constraints"))
-    trials, rows = [], []
-    for t in results.finished():
-        f = objectives.vector(t.metrics or {})
-        if t.status in ("SUCCEEDED", "USER_CANCELED", "RUNNING", "EARLY_STOPPED") and np.isfinite(f).all():
-            trials.append(t)
-            rows.append(f)
-    if not trials:
+    """Front, violations and hypervolume curve of ``results`` under ``objectives``.
+
+    The tuner's archive files are used when they hold these objectives and no other ``reference`` is asked
+    for; otherwise NNI's database, with the archive's reference-point rule (``reference_point`` of the
+    classArgs, else the nadir of the first ``population_size`` results, else of all results).
+    """
+    found = _archive_from_files(results, objectives, constraints) if reference is None else None
+    if found is not None:
+        archive, source = found
+    else:
+        if constraints is None:
+            constraints = parse_constraints(results.tuner_args.get("constraints"))
+        archive, source = _archive_from_database(results, objectives, constraints, reference), "NNI database"
+    ok = archive.succeeded()
+    if not ok:
         raise NniExtError(f"experiment {results.id} has no finished trial reporting all of "
                           f"{', '.join(objectives.keys)}; check the keys with --objectives")
-    F = np.array(rows, dtype=float)
-    cv = np.array([sum(c.violation(float((t.metrics or {}).get(c.metric, math.nan))) for c in constraints)
-                   for t in trials], dtype=float)
-    if reference is None and isinstance(results.tuner_args.get("reference_point"), Mapping):
-        reference = results.tuner_args["reference_point"]
-    ref: np.ndarray | None
-    if reference is not None:
-        ref = np.array([float(reference[k]) for k in objectives.keys]) * objectives.sign
-    else:
-        feasible = F[np.isfinite(cv) & (cv <= 0)]
-        ref = default_reference_point(feasible) if len(feasible) else None
-    return Analysis(results, objectives, constraints, trials, F, cv, ref, non_dominated(F, cv),
-                    _hv_curve(F, cv, ref))
+    trials = _trial_results(results, ok)
+    F = np.array([r.F for r in ok], dtype=float)
+    cv = np.array([r.cv for r in ok], dtype=float)
+    index = {id(r): i for i, r in enumerate(ok)}
+    front = np.array(sorted(index[id(r)] for r in archive.front()), dtype=int)
+    curve = [(int(h["evaluated"]), float(h["hypervolume"])) for h in archive.history if h["hypervolume"] is not None]
+    return Analysis(results, archive.objectives, archive.constraints, archive, source, trials, F, cv,
+                    archive.reference, front, curve)
 
 
-def _hv_curve(F: np.ndarray, cv: np.ndarray, ref: np.ndarray | None) -> list[tuple[int, float]]:
-    """Hypervolume of the feasible front after each result (recomputed only when the front changes)."""
-    if ref is None:
-        return []
-    curve, front, hv = [], np.zeros((0, F.shape[1])), 0.0
-    for i, f in enumerate(F):
-        if cv[i] <= 0 and not (np.all(front <= f, axis=1)).any():
-            front = np.vstack([front[~np.all(f <= front, axis=1)], f])
-            hv = hypervolume(front, ref)
-        curve.append((i + 1, hv))
-    return curve
+def _trial_results(results: ExperimentResults, records: list[Record]) -> list[TrialResult]:
+    """The NNI trial of each record (by trial id, parameter id, else parameters), or one made from the record."""
+    by_trial = {t.trial_id: t for t in results.trials}
+    by_pid = {str(t.parameter_id): t for t in results.trials if t.parameter_id is not None}
+    by_params: dict[str, list[TrialResult]] = {}
+    for t in results.finished():
+        by_params.setdefault(params_key(t.parameters or {}), []).append(t)
+    out = []
+    for r in records:
+        t = by_trial.get(r.info.get("trial_id", "")) or (by_pid.get(str(r.parameter_id))
+                                                         if r.parameter_id is not None else None)
+        if t is None or (t.parameters is not None and params_key(t.parameters) != r.key):
+            same = by_params.get(r.key)
+            t = same.pop(0) if same else None
+        metrics = {**(decode_values(t.metrics) or {})} if t is not None and t.metrics else {}
+        metrics.update(r.metrics)
+        out.append(TrialResult(t.trial_id if t is not None else "", t.status if t is not None else "SUCCEEDED",
+                               str(r.parameter_id) if r.parameter_id is not None else None, r.params, metrics,
+                               t.finished_at if t is not None else None))
+    return out
 
 
 def _rows(a: Analysis, indices: np.ndarray | list[int]) -> list[dict[str, Any]]:
@@ -126,16 +188,16 @@ def write_report(a: Analysis, out: str | Path) -> dict[str, Path]:
         "pareto_json": atomic_write_json(out / "pareto.json", {
             "experiment": a.results.id, "objectives": a.objectives.describe(),
             "constraints": [str(c) for c in a.constraints], "evaluated": len(a.trials),
-            "reference_point": None if a.reference is None else dict(
-                zip(a.objectives.keys, a.objectives.values(a.reference).tolist())),
-            "hypervolume": a.hv_curve[-1][1] if a.hv_curve else None,
+            "source": a.source, "reference_point": a.archive.reference_mapping(),
+            "hypervolume": a.archive.hypervolume(),
             "front": [{**{k: v for k, v in row.items() if not k.startswith("param/")},
                        "parameters": a.trials[i].parameters} for row, i in zip(_rows(a, front), front)]}),
     }
-    ref_cols = {} if a.reference is None else {
-        f"ref_{k}": v for k, v in zip(a.objectives.keys, a.objectives.values(a.reference).tolist())}
-    paths["hypervolume_csv"] = atomic_write_csv(out / "hypervolume.csv", [
-        {"evaluated": n, "hypervolume": hv, **ref_cols} for n, hv in a.hv_curve])
+    ref = a.archive.reference_mapping() or {}
+    paths["hypervolume_csv"] = atomic_write_csv(out / "hypervolume.csv", [  # the schema of the tuner's file
+        {**row, **{f"ref_{k}": ref.get(k) for k in a.objectives.keys}} for row in a.archive.history],
+        ["evaluated", "generation", "succeeded", "failed", "front_size", "hypervolume",
+         *(f"ref_{k}" for k in a.objectives.keys)])
     paths.update(_plots(a, front, out))
     return paths
 
@@ -171,7 +233,7 @@ def _plots(a: Analysis, front: list[int], out: Path) -> dict[str, Path]:
     if a.hv_curve:
         n, hv = zip(*a.hv_curve)
         ax.plot(n, hv, c="tab:blue")
-    ax.set_xlabel("trials evaluated")
+    ax.set_xlabel("trials finished")
     ax.set_ylabel("hypervolume")
     ax.set_title("hypervolume of the feasible front" if a.hv_curve else "no feasible result yet")
     ax.grid(alpha=0.3)

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .core.metrics import decode_metric, decode_values, reported_parameters
 from .errors import NniExtError
 from .experiment import Trial as TrialResult
-from .tuners.base import decode_metric, reported_parameters
 
 
 @dataclass
@@ -93,7 +93,7 @@ def load_experiment(ref: str) -> ExperimentResults:
     trials = []
     for trial_id, event in status.items():
         pid, value, stamp = final.get(trial_id, (trial_pid.get(trial_id), None, None))
-        metric = value if isinstance(value, dict) else ({"default": value} if value is not None else None)
+        metric = decode_values(value)
         params = reported_parameters(metric) if metric else None
         if params is None and pid is not None:
             params = issued.get(pid)

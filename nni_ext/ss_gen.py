@@ -45,7 +45,8 @@ def run_trial_command(command: str, path: str | os.PathLike = DEFAULT_FILE, *, t
     except FileNotFoundError as exc:
         raise NniExtError(f"cannot run trial command {command!r}: {exc.strerror}: {exc.filename}") from None
     except subprocess.TimeoutExpired:
-        raise NniExtError(f"trial command {command!r} did not finish within {timeout:g}s in search-space mode") from None
+        raise NniExtError(f"trial command {command!r} did not finish within {timeout:g}s in search-space "
+                          "mode") from None
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
         raise NniExtError(f"trial command {command!r} exited with code {proc.returncode}: {last}")

@@ -1,13 +1,18 @@
-"""Trial-side helpers: get this trial's architecture from NNI (or declare the space for ``ss_gen -t``)."""
+"""Trial-side API: get this trial's architecture or parameters from NNI, report results to NNI.
+
+The public helpers a trial script uses (``from nni_ext.trial import get_next_architecture, report_final``);
+:func:`in_nni_trial` and :func:`load_architecture` live in :mod:`nni_ext.runner` (library code needs them)
+and are re-exported here.
+"""
 from __future__ import annotations
 
-import json
 import logging
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
+from .core.metrics import ARCH_KEY, encode_report
 from .errors import NniExtError
+from .runner import in_nni_trial, load_architecture
 from .ss_gen import SS_GEN_ENV, write_search_space
 
 if TYPE_CHECKING:  # importing nni_ext.spaces loads torch: trials that only report stay light
@@ -16,25 +21,9 @@ if TYPE_CHECKING:  # importing nni_ext.spaces loads torch: trials that only repo
 logger = logging.getLogger(__name__)
 
 
-def load_architecture(path: str | os.PathLike) -> dict[str, Any]:
-    """Read an architecture JSON file (``{"label": value, ...}``)."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except OSError as exc:
-        raise NniExtError(f"cannot read architecture file {path}: {exc.strerror}") from None
-    except ValueError as exc:
-        raise NniExtError(f"architecture file {path} is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise NniExtError(f"architecture file {path} must hold a JSON object of label -> value")
-    return data
-
-
-#: metric key under which trials report the parameters they really ran (a JSON string); see :func:`report_final`
-ARCH_KEY = "architecture"
-
-
 def report_final(metrics: Mapping[str, Any], parameters: Mapping[str, Any]) -> None:
-    """``nni.report_final_result`` plus the trial's own parameters under :data:`ARCH_KEY`.
+    """``nni.report_final_result`` of :func:`nni_ext.core.metrics.encode_report`: canonical keys (``latency`` ->
+    ``latency_ms``) plus the trial's own parameters under :data:`ARCH_KEY`.
 
     NNI 3.0's local service can start a trial with another trial's parameters and then exports
     (for ``nnictl resume``) the parameters it *recorded* beside the metric (microsoft/nni#5726);
@@ -42,12 +31,25 @@ def report_final(metrics: Mapping[str, Any], parameters: Mapping[str, Any]) -> N
     """
     import nni
 
-    nni.report_final_result({**metrics, ARCH_KEY: json.dumps(dict(parameters), sort_keys=True)})
+    nni.report_final_result(encode_report(metrics, parameters))
 
 
-def in_nni_trial() -> bool:
-    """True inside a trial launched by nnictl."""
-    return os.environ.get("NNI_PLATFORM") not in (None, "", "unittest", "standalone")
+def report_intermediate(metrics: Mapping[str, Any]) -> None:
+    """``nni.report_intermediate_result`` of ``metrics`` with canonical keys; nothing outside nnictl."""
+    if in_nni_trial():
+        import nni
+
+        nni.report_intermediate_result(encode_report(metrics))
+
+
+def next_parameters() -> dict[str, Any] | None:
+    """This trial's parameters from ``nni.get_next_parameter()`` under nnictl (``None`` outside nnictl or if none)."""
+    if not in_nni_trial():
+        return None
+    import nni
+
+    params = nni.get_next_parameter()
+    return dict(params) if params else None
 
 
 def get_next_architecture(space: SearchSpace, *, fallback: Mapping[str, Any] | None = None) -> Architecture:
@@ -62,13 +64,13 @@ def get_next_architecture(space: SearchSpace, *, fallback: Mapping[str, Any] | N
         write_search_space(space, target)
         logger.info("wrote search space of %s to %s", space.name, target)
         raise SystemExit(0)
-    params: Any = None
-    if in_nni_trial():
-        import nni
-
-        params = nni.get_next_parameter()
+    params: Any = next_parameters()
     if not params:
         if fallback is None:
             raise NniExtError("no architecture: not running under nnictl and no --arch file given")
         params = fallback
     return space.validate(params)
+
+
+__all__ = ["ARCH_KEY", "get_next_architecture", "in_nni_trial", "load_architecture", "next_parameters",
+           "report_final", "report_intermediate"]

@@ -8,8 +8,15 @@ import pytest
 import torch
 import torchvision
 
-from nni_ext.cost import CostTable, LatencyTable, build_latency_table, count, load_resolution_tables, \
-    measure_latency, ofa_layer_key
+from nni_ext.cost import (
+    CostTable,
+    LatencyTable,
+    build_latency_table,
+    count,
+    load_resolution_tables,
+    measure_latency,
+    ofa_layer_key,
+)
 from nni_ext.errors import TableError
 from nni_ext.spaces import create_space
 

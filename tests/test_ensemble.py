@@ -10,9 +10,19 @@ import pytest
 
 from nni_ext.cli import ofa3_cmd
 from nni_ext.cli.common import run_guarded
-from nni_ext.ensemble import (SoftVotingScorer, TopKTables, dense_accuracy, ensemble_latency, read_latency,
-                              read_tables, select_ensembles, synthetic_latency, synthetic_tables, write_latency,
-                              write_tables)
+from nni_ext.ensemble import (
+    SoftVotingScorer,
+    TopKTables,
+    dense_accuracy,
+    ensemble_latency,
+    read_latency,
+    read_tables,
+    select_ensembles,
+    synthetic_latency,
+    synthetic_tables,
+    write_latency,
+    write_tables,
+)
 from nni_ext.ensemble.selection import _front
 from nni_ext.errors import DataError, NniExtError, TableError
 
@@ -252,6 +262,43 @@ def test_selection_front(tmp_path, criterion: str) -> None:
     np.testing.assert_array_equal(again.members, r.members)  # same seed, same result
 
 
+@pytest.mark.parametrize("algorithm", ["nsga2", "smsemoa", "spea2", "nsga3", "agemoea"])
+def test_every_catalogue_algorithm_selects(algorithm: str) -> None:
+    """Every algorithm of nni_ext.core.algorithms runs the OFA³ selection: a non-dominated front, hypervolume > 0."""
+    from nni_ext.core.algorithms import algorithm_names
+    from nni_ext.ensemble.selection import ALGORITHMS
+
+    assert ALGORITHMS == algorithm_names() and algorithm in ALGORITHMS
+    t = synthetic_tables(models=10, images=300, classes=50, seed=3)
+    lat = synthetic_latency(t, seed=3)
+    r = select_ensembles(tables=t, latency=lat, population=12, generations=8, seed=2, min_members=2,
+                         algorithm=algorithm.upper(), log_every=0)
+    assert r.algorithm == algorithm and 1 <= len(r.members) <= 12 and r.members.sum(axis=1).min() >= 2
+    F = np.column_stack([r.latency, 100 * (1 - r.search_accuracy)])
+    assert len(_front(F)) == len(F)  # mutually non-dominated
+    np.testing.assert_array_equal(r.search_accuracy, dense_accuracy(t, r.members))
+    hv = np.array([row[3] for row in r.history])
+    assert len(hv) == 8 and np.all(np.diff(hv) >= -1e-9) and r.hypervolume > 0
+    again = select_ensembles(tables=t, latency=lat, population=12, generations=8, seed=2, min_members=2,
+                             algorithm=algorithm, log_every=0)
+    np.testing.assert_array_equal(again.members, r.members)  # seeded
+
+
+def test_selection_tournament_is_vectorised_only_where_pymoo_uses_nsga2s() -> None:
+    from pymoo.algorithms.moo.nsga2 import binary_tournament
+    from pymoo.algorithms.moo.nsga3 import comp_by_cv_then_random
+
+    from nni_ext.ensemble.selection import make_algorithm
+    from nni_ext.pymoo_tools import fast_binary_tournament
+
+    for name in ("nsga2", "agemoea"):  # pymoo's default: NSGA-II's binary tournament, which ours reproduces
+        assert make_algorithm(name, 10, 1).mating.selection.func_comp is fast_binary_tournament
+    for name in ("smsemoa", "spea2", "nsga3"):  # their own tournaments stay
+        func = make_algorithm(name, 10, 1).mating.selection.func_comp
+        assert func is not fast_binary_tournament and func is not binary_tournament
+    assert make_algorithm("nsga3", 10, 1).mating.selection.func_comp is comp_by_cv_then_random
+
+
 def test_selection_arguments() -> None:
     t = synthetic_tables(models=4, images=50, classes=20, seed=0)
     lat = synthetic_latency(t)
@@ -259,7 +306,8 @@ def test_selection_arguments() -> None:
         select_ensembles(tables=t, latency=lat, min_members=5, generations=1)
     with pytest.raises(ValueError, match="one latency"):
         select_ensembles(tables=t, latency=lat[:3], generations=1)
-    with pytest.raises(ValueError, match="algorithm='ga'"):
+    with pytest.raises(ValueError, match="^unknown algorithm 'ga'; choose one of nsga2, smsemoa, spea2, nsga3, "
+                                         "agemoea$"):
         select_ensembles(tables=t, latency=lat, algorithm="ga", generations=1)
     other = synthetic_tables(models=3, images=50, classes=20, seed=0)
     with pytest.raises(DataError, match="validation lacks model_03"):
@@ -270,6 +318,24 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="nni-ext")
     ofa3_cmd.add_parser(parser.add_subparsers(dest="command", required=True))
     return parser.parse_args(argv)
+
+
+def test_cli_algorithm_choices_come_from_the_catalogue(tmp_path, capsys) -> None:
+    t = synthetic_tables(models=5, images=100, classes=20, seed=0)
+    write_tables(t, tmp_path / "search")
+    write_latency(tmp_path / "lat.csv", t.names, synthetic_latency(t))
+    common = ["ofa3", "select", "--tables", str(tmp_path / "search"), "--latency", str(tmp_path / "lat.csv"),
+              "--population", "8", "--generations", "3", "--log-every", "0"]
+    args = _parse([*common, "--algorithm", "NSGA3", "--out", str(tmp_path / "out")])
+    assert args.algorithm == "nsga3"
+    assert run_guarded(lambda: args.func(args)) == 0
+    assert json.loads((tmp_path / "out" / "ensembles.json").read_text())["algorithm"] == "nsga3"
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        _parse([*common, "--algorithm", "moead", "--out", str(tmp_path / "x")])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'moead'" in err and "agemoea" in err and "Traceback" not in err
 
 
 def test_cli_select_and_plot(tmp_path, capsys) -> None:
@@ -283,7 +349,7 @@ def test_cli_select_and_plot(tmp_path, capsys) -> None:
         args = _parse(["ofa3", "select", "--tables", str(tmp_path / "search"), "--val-tables", str(tmp_path / "val"),
                        "--latency", str(tmp_path / "lat.csv"), "--criterion", crit, "--population", "10",
                        "--generations", "5", "--min-members", "2", "--out", str(out), "--log-every", "0"])
-        assert run_guarded(lambda: args.func(args)) == 0
+        assert run_guarded(lambda args=args: args.func(args)) == 0
         assert (out / "ensembles.json").is_file() and (out / "models.csv").is_file()
         outs.append(str(out))
     assert "% on validation" in capsys.readouterr().out

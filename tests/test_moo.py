@@ -116,7 +116,7 @@ def test_files_are_consistent_and_hypervolume_never_drops(cls: type, tmp_path: P
                 output_dir=str(tmp_path))
     simulate(tuner, ZDT_SPACE, zdt1, n_trials=120, concurrency=3)
     history = read_csv(tmp_path / "history.csv")
-    ok = [r for r in history if r["status"] == "ok"]
+    ok = [r for r in history if r["status"] == "succeeded"]
     F = np.array([[float(r["default"]), float(r["f2"])] for r in ok])
     cv = np.array([float(r["violation"]) for r in ok])
     expected = {ok[i]["parameters"] for i in non_dominated(F, cv)}
@@ -125,14 +125,21 @@ def test_files_are_consistent_and_hypervolume_never_drops(cls: type, tmp_path: P
     assert pareto["constraints"] == ["f2 <= 3"] and all(p["feasible"] for p in pareto["front"])
     assert len(read_csv(tmp_path / "pareto.csv")) == len(expected)
     hv = read_csv(tmp_path / "hypervolume.csv")
-    assert [int(r["generation"]) for r in hv] == list(range(len(hv))) and len(hv) >= 8
-    values = [float(r["hypervolume"]) for r in hv]
+    # one row per finished trial, in arrival order; generations 0..G all appear
+    assert [int(r["evaluated"]) for r in hv] == list(range(1, len(history) + 1)) == [1 + int(r["index"])
+                                                                                     for r in history]
+    generations = {int(r["generation"]) for r in hv}
+    assert set(range(tuner.generation)) <= generations <= set(range(tuner.generation + 1)) and tuner.generation >= 8
+    # the reference point is fixed once the first generation's 10 results are in, and never moves
+    assert all(r["hypervolume"] == "" for r in hv[:9]) and all(r["hypervolume"] != "" for r in hv[9:])
+    values = [float(r["hypervolume"]) for r in hv[9:]]
     assert all(b >= a - 1e-12 for a, b in zip(values, values[1:])) and values[-1] > values[0]
-    assert len({(r["ref_default"], r["ref_f2"]) for r in hv}) == 1  # fixed after the first generation
+    assert len({(r["ref_default"], r["ref_f2"]) for r in hv}) == 1
     front = np.array([[p["default"], p["f2"]] for p in pareto["front"]])
     ref = np.array([float(hv[0]["ref_default"]), float(hv[0]["ref_f2"])])
-    # the files were last rewritten after the last generation closed: the front can only have grown since
-    assert hypervolume(front, ref) >= values[-1] - 1e-12
+    assert json.loads((tmp_path / "archive.json").read_text())["reference_point"] == {"default": ref[0], "f2": ref[1]}
+    # the files are rewritten after every result: the last row is the hypervolume of the final front
+    assert hypervolume(front, ref) == pytest.approx(values[-1], abs=1e-12)
 
 
 @pytest.mark.parametrize("cls", TUNERS)
@@ -144,7 +151,7 @@ def test_import_data_reproduces_archive_and_continues(cls: type) -> None:
     resumed.update_search_space(ZDT_SPACE)
     resumed.import_data(data)
     key = lambda records: sorted(json.dumps(r.params, sort_keys=True) for r in records)  # noqa: E731
-    assert key(resumed.archive()) == key(first.archive())
+    assert key(resumed.archive.finished) == key(first.archive.finished)
     assert key(resumed.front()) == key(first.front())
     assert resumed.generation == 1 + (75 - 10) // 10 and len(resumed.algorithm.pop) == 10
     seen = {json.dumps(p, sort_keys=True) for p, _ in done}

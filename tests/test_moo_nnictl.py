@@ -1,4 +1,8 @@
-"""A real nnictl experiment with NSGA2 (three trials at a time, some crashing, some NaN), then report/select."""
+"""A real nnictl experiment with NSGA2 (three trials at a time, some crashing, some NaN), then report/select.
+
+No ``reference_point`` is given: the tuner fixes it from its first generation, and ``nni-ext report`` must
+give the same hypervolume numbers as the tuner's ``moo/hypervolume.csv`` (one truth per experiment).
+"""
 from __future__ import annotations
 
 import csv
@@ -27,8 +31,7 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[exper
         experimentWorkingDirectory=str(tmp / "experiments"), maxTrialNumber=TRIALS, trialConcurrency=3,
         tuner={"className": "nni_ext.tuners.NSGA2Tuner", "codeDirectory": str(REPO),
                "classArgs": {"objectives": {"default": "minimize", "f2": "minimize"}, "constraints": {"f2": "<= 5"},
-                             "population_size": 8, "reference_point": {"default": 1.1, "f2": 8.0},
-                             "seed": 3}})
+                             "population_size": 8, "seed": 3}})
     (tmp / "config.yml").write_text(yaml.safe_dump(config))
     exp = experiment.create(tmp / "config.yml")
     try:
@@ -54,10 +57,17 @@ def test_nsga2_experiment_finishes_with_consistent_files(finished) -> None:  # t
     moo = directory / "moo"
     history = _csv(moo / "history.csv")
     hv = _csv(moo / "hypervolume.csv")
-    assert len(hv) >= 3 and [int(r["generation"]) for r in hv] == list(range(len(hv)))
-    assert all(r["status"] in ("ok", "failed") for r in history)
+    # one row per finished trial (a failed one too), generations 0, 1, 2, ... in order of their first result
+    assert [int(r["evaluated"]) for r in hv] == list(range(1, TRIALS + 1)) and len(history) == TRIALS
+    generations = [int(r["generation"]) for r in hv]
+    assert sorted(set(generations)) == list(range(max(generations) + 1)) and max(generations) >= 2
+    # the reference point is fixed once the first generation (population_size=8) has finished, then stays
+    refs = {(r["ref_default"], r["ref_f2"]) for r in hv}
+    assert len(refs) == 1 and "" not in next(iter(refs))
+    assert all(r["hypervolume"] == "" for r in hv[:7]) and all(r["hypervolume"] != "" for r in hv[7:])
+    assert all(r["status"] in ("succeeded", "failed") for r in history)
     assert any(r["status"] == "failed" and "without a final result" in r["reason"] for r in history)
-    ok = [r for r in history if r["status"] == "ok"]
+    ok = [r for r in history if r["status"] == "succeeded"]
     F = np.array([[float(r["default"]), float(r["f2"])] for r in ok])
     front = {ok[i]["parameters"] for i in non_dominated(F, np.array([float(r["violation"]) for r in ok]))}
     pareto = json.loads((moo / "pareto.json").read_text())
@@ -81,10 +91,17 @@ def test_report_and_select_read_the_experiment(finished, tmp_path: Path) -> None
     report = json.loads((out / "pareto.json").read_text())
     tuner_front = json.loads((directory / "moo" / "pareto.json").read_text())["front"]
     assert report["objectives"] == {"default": "minimize", "f2": "minimize"}
-    assert report["reference_point"] == {"default": 1.1, "f2": 8.0}  # from the tuner's classArgs
-    assert len(report["front"]) >= len(tuner_front) - 3  # the tuner's file is from its last closed generation
-    curve = [float(r["hypervolume"]) for r in _csv(out / "hypervolume.csv")]
-    assert len(curve) == len(_csv(out / "trials.csv")) and curve == sorted(curve) and curve[-1] > 0
+    # one experiment, one truth: the report rebuilt the tuner's archive with its stored reference point
+    archive = json.loads((directory / "moo" / "archive.json").read_text())
+    assert report["source"].startswith("tuner archive") and report["reference_point"] == archive["reference_point"]
+    assert report["hypervolume"] == pytest.approx(archive["hypervolume"], rel=1e-12) and report["hypervolume"] > 0
+    assert _csv(out / "hypervolume.csv") == _csv(directory / "moo" / "hypervolume.csv")
+    assert {json.dumps(p["parameters"], sort_keys=True) for p in report["front"]} == {
+        json.dumps(p["parameters"], sort_keys=True) for p in tuner_front}
+    curve = [float(r["hypervolume"]) for r in _csv(out / "hypervolume.csv") if r["hypervolume"]]
+    assert curve == sorted(curve) and curve[-1] == pytest.approx(report["hypervolume"])
+    # every trial row names its NNI trial
+    assert all(r["trial_id"] for r in _csv(out / "trials.csv"))
 
     proc = run_cli("select", str(directory), "-n", "3", "-o", str(tmp_path / "knees"))
     assert proc.returncode == 0, proc.stderr

@@ -238,10 +238,47 @@ def test_short_search_improves_hypervolume_and_writes_front(space, predictor, la
     assert again.matrix.tolist() == result.matrix.tolist()  # seeded
 
 
+@pytest.mark.parametrize("algorithm", ["nsga2", "smsemoa", "spea2", "nsga3", "agemoea"])
+def test_every_catalogue_algorithm_searches(predictor, latency, algorithm: str) -> None:
+    """Every algorithm of nni_ext.core.algorithms runs OFA²: a non-empty non-dominated front, hypervolume > 0."""
+    from nni_ext.core.algorithms import algorithm_names
+    from nni_ext.ofa2.search import ALGORITHMS
+
+    assert ALGORITHMS == algorithm_names() and algorithm in ALGORITHMS
+    result = run_search(predictor=predictor, efficiency=latency, algorithm=algorithm.upper(), seed=2, population=16,
+                        generations=6, log_every=0)
+    assert result.algorithm == algorithm
+    F = np.column_stack([result.error, result.efficiency])
+    assert 1 <= len(F) <= 16 and is_non_dominated(F)
+    assert result.hypervolume > 0 and len(result.history) == 6
+    assert all(b[3] >= a[3] for a, b in zip(result.history, result.history[1:]))  # the archive's never drops
+    np.testing.assert_allclose(result.error, 100 * (1 - predictor.predict(result.matrix)), atol=1e-9)
+    np.testing.assert_allclose(result.efficiency, latency(result.matrix), atol=1e-9)
+    again = run_search(predictor=predictor, efficiency=latency, algorithm=algorithm, seed=2, population=16,
+                       generations=6, log_every=0)
+    assert again.matrix.tolist() == result.matrix.tolist()  # seeded
+
+
+def test_unknown_algorithm_names_the_catalogue(predictor, latency, ofa_data, tmp_path, capsys) -> None:
+    message = "unknown algorithm 'moead'; choose one of nsga2, smsemoa, spea2, nsga3, agemoea"
+    with pytest.raises(ValueError) as info:
+        run_search(predictor=predictor, efficiency=latency, algorithm="moead", generations=1)
+    assert str(info.value) == message
+    with pytest.raises(ValueError, match="^population=1 must be an integer of at least 2$"):
+        run_search(predictor=predictor, efficiency=latency, population=1, generations=1)
+    assert invoke("search", "--algorithm", "moead", "--predictor", str(ofa_data / "acc_predictor.pth"),
+                  "--out", str(tmp_path)) == 2
+    assert capsys.readouterr().err == f"nni-ext: error: {message}\n"  # one line, no traceback
+    assert invoke("search", "--algorithm", "NSGA-III", "--population", "10", "--generations", "2", "--efficiency",
+                  "flops", "--predictor", str(ofa_data / "acc_predictor.pth"), "--out", str(tmp_path / "run"),
+                  "--log-every", "0") == 0
+    assert json.loads((tmp_path / "run" / "result.json").read_text())["algorithm"] == "nsga3"
+
+
 def test_all_algorithms_compare_and_plot(predictor, latency, tmp_path) -> None:
     results = compare_algorithms(predictor=predictor, efficiency=latency, out_dir=tmp_path, seeds=(1,),
                                  population=12, generations=4)
-    assert [r.algorithm for r in results] == ["nsga2", "smsemoa", "spea2"]
+    assert [r.algorithm for r in results] == ["nsga2", "smsemoa", "spea2", "nsga3", "agemoea"]  # the catalogue
     assert all(r.hypervolume > 0 for r in results)
     table = (tmp_path / "comparison.md").read_text()
     assert "smsemoa" in table and "100.0 ms" in table

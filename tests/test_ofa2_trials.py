@@ -50,7 +50,7 @@ def test_predictor_trial_reports_the_library_values(ofa_data: Path, tmp_path: Pa
     assert metrics["top1_error"] == pytest.approx(100 * (1 - top1), abs=1e-4)
     assert (metrics["flops"], metrics["params"]) == (flops.flops(X)[0], flops.params(X)[0])
     note10 = LatencyModel.from_path(ofa_data / "note10", space=space)
-    assert metrics["latency"] == pytest.approx(note10.latency(X)[0])
+    assert metrics["latency_ms"] == pytest.approx(note10.latency(X)[0])
     # bad paths: one line, exit 2
     for argv, message in ((["--predictor", str(tmp_path / "none.pth")], "accuracy predictor"),
                           ([*common, "--latency-tables", str(tmp_path / "none")], "latency tables")):

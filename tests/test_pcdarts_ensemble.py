@@ -4,8 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nni_ext.pcdarts.ensemble import combine, ensemble_accuracy, equal_weights, minmax_scale, model_weights, \
-    summarize
+from nni_ext.pcdarts.ensemble import combine, ensemble_accuracy, equal_weights, minmax_scale, model_weights, summarize
 
 # 3 models x 6 held-out samples. Sample 0 is right for every model, so it scores nothing.
 CORRECT = np.array([[1, 1, 1, 1, 0, 0],

@@ -8,8 +8,15 @@ from sklearn.linear_model import Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import PolynomialFeatures
 
-from nni_ext.pcdarts.memory import SEED_COLUMNS, BatchSizeEstimator, MemoryRecord, free_memory_mb, \
-    is_out_of_memory, measure_peak_mb, run_with_backoff
+from nni_ext.pcdarts.memory import (
+    SEED_COLUMNS,
+    BatchSizeEstimator,
+    MemoryRecord,
+    free_memory_mb,
+    is_out_of_memory,
+    measure_peak_mb,
+    run_with_backoff,
+)
 
 BATCHES = np.array([8, 16, 32, 64, 96, 128, 192, 256, 384, 512, 768, 1024])
 SIZES = np.array([0.5, 1.0, 2.0, 3.6, 5.0, 8.0])

@@ -9,9 +9,24 @@ import pytest
 import torch
 
 from nni_ext.cost import count_params
-from nni_ext.pcdarts import GENOTYPES, PRIMITIVES, EvalNetwork, Genotype, MixedOp, SearchNetwork, channel_shuffle, \
-    derive_genotype, drop_path, genotype_from_dict, genotype_name, genotype_to_dict, load_genotype, \
-    normalise_edges, parse_genotype, write_genotypes_py
+from nni_ext.pcdarts import (
+    GENOTYPES,
+    PRIMITIVES,
+    EvalNetwork,
+    Genotype,
+    MixedOp,
+    SearchNetwork,
+    channel_shuffle,
+    derive_genotype,
+    drop_path,
+    genotype_from_dict,
+    genotype_name,
+    genotype_to_dict,
+    load_genotype,
+    normalise_edges,
+    parse_genotype,
+    write_genotypes_py,
+)
 
 
 @pytest.fixture(autouse=True, scope="module")

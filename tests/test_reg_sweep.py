@@ -82,7 +82,7 @@ def test_hand_made_front_proposals_in_order_of_the_widest_gap(delta: float, expe
     assert proposed[2:] == pytest.approx(expected, rel=1e-12, abs=0)
     with pytest.raises(NoMoreTrialError, match="sweep is finished"):
         tuner.generate_parameters(1000)
-    front = [(t.reg, t.crit) for t in tuner.front()]
+    front = [(t.value("reg_loss"), t.value("criterion_loss")) for t in tuner.front()]
     assert (3.0, 1.6) not in front  # the dominated result of nu = 1/3
     assert front == sorted(front) and all(c1 > c2 for (_, c1), (_, c2) in zip(front, front[1:]))
     assert len(front) == len(proposed) - (1 if len(proposed) > 3 else 0)
@@ -165,7 +165,7 @@ class FakeNni:
 
 
 def _check_final_front(tuner: RegularizationSweep) -> np.ndarray:
-    F = np.array([(t.reg, t.crit) for t in tuner.front()])
+    F = np.array([(t.value("reg_loss"), t.value("criterion_loss")) for t in tuner.front()])
     assert len(F) >= 3
     assert front_order(F).tolist() == list(range(len(F)))  # non-dominated and sorted
     assert normalised_gaps(F).max() < tuner.delta
@@ -191,7 +191,7 @@ def test_analytic_sweep_terminates_and_fills_the_front(concurrency: int, tmp_pat
         assert nni.max_in_flight == 3
         assert nni.refusals >= 2 and nni.callbacks >= 1  # owed requests answered through st_callback
     rows = _csv(tmp_path / "sweep.csv")
-    assert len(rows) == 15 and {r["status"] for r in rows} == {"ok"}
+    assert len(rows) == 15 and {r["status"] for r in rows} == {"succeeded"}
     front = json.loads((tmp_path / "front.json").read_text())
     assert front["finished"] and front["trials"] == 15 and front["running"] == 0 and front["largest_open_gap"] is None
     assert [(p["reg_loss"], p["criterion_loss"]) for p in front["front"]] == [tuple(f) for f in F.tolist()]
@@ -204,7 +204,7 @@ def test_callback_trials_use_the_refused_ids_and_keep_every_slot_busy() -> None:
     assert [p["nu"] for p in tuner.generate_multiple_parameters([0, 1, 2], st_callback=lambda *a: sent.append(a))] \
         == [0.2, 0.0]  # id 2 is owed: no point yet, two trials run
     for pid in (0, 1):
-        tuner.receive_trial_result(pid, "", analytic(tuner.issued[pid]["nu"]))  # NNI may pass '' here
+        tuner.receive_trial_result(pid, "", analytic(tuner.archive.by_id(pid).params["nu"]))  # NNI may pass '' here
         tuner.trial_end(pid, True)
     assert len(sent) == 1 and sent[0][0] == 2 and sent[0][1]["nu"] == pytest.approx(0.1)
     assert tuner.generate_multiple_parameters([3, 4], st_callback=lambda *a: sent.append(a)) == []  # 1 runs, no gap
@@ -225,13 +225,13 @@ def test_resume_from_half_a_sweep_continues_where_it_was(tmp_path: Path) -> None
 
     resumed = make(delta=DELTA, output_dir=str(tmp_path))
     resumed.import_data([exported(p, m) for p, m in uninterrupted[:half]])
-    assert len(resumed.trials) == half and all(t.status == "ok" for t in resumed.trials)
+    assert len(resumed.trials) == half and all(t.ok for t in resumed.trials)
     rest = simulate(resumed, SPACE, analytic_metric, n_trials=100, concurrency=1)
     nus = [p["nu"] for p, _ in uninterrupted[:half]] + [p["nu"] for p, _ in rest]
     assert len(set(nus)) == len(nus)  # no nu twice
     assert [p["nu"] for p, _ in rest] == [p["nu"] for p, _ in uninterrupted[half:]]
     def key(tuner: RegularizationSweep) -> list[tuple[float, float, float]]:
-        return [(t.nu, t.reg, t.crit) for t in tuner.front()]
+        return [(t.params["nu"], t.value("reg_loss"), t.value("criterion_loss")) for t in tuner.front()]
 
     assert key(resumed) == key(full)
     assert json.loads((tmp_path / "front.json").read_text())["finished"]
@@ -253,10 +253,10 @@ def test_failed_trials_are_recorded_and_never_stall(tmp_path: Path) -> None:
         tuner = make(delta=DELTA, output_dir=str(tmp_path / str(concurrency)))
         nni = FakeNni(tuner, concurrency, flaky, seed=1).run()
         assert nni.status == "TUNER_NO_MORE_TRIAL" and tuner.is_finished() and tuner.running() == 0
-        failed = {round(t.nu, 6): t.reason for t in tuner.trials if t.status == "failed"}
+        failed = {round(t.params["nu"], 6): t.reason for t in tuner.trials if t.status == "failed"}
         assert failed[0.15].startswith("trial ended without a final result")
         assert failed[0.05] == "metric(s) reg_loss missing or not finite"
-        nus = [t.nu for t in tuner.trials]
+        nus = tuner.tried()
         assert len(set(nus)) == len(nus) and 0.175 not in failed  # never tried: the gap of 0.15 is visited
         rows = _csv(tmp_path / str(concurrency) / "sweep.csv")
         assert sorted(round(float(r["nu"]), 6) for r in rows if r["status"] == "failed") == sorted(failed)

@@ -10,7 +10,6 @@ import torch
 from nni_ext.errors import ArchitectureError, NniExtError
 from nni_ext.spaces import SposShuffleNetV2Space, create_space, list_spaces
 from nni_ext.ss_gen import search_space_json
-from nni_ext.tuners import ParameterSpace
 
 from .conftest import REPO
 
@@ -30,17 +29,7 @@ def test_checked_in_search_space_matches_code(name: str) -> None:
     assert path.read_text() == search_space_json(create_space(name)), f"{path} drifted from the code; re-export it"
 
 
-@pytest.mark.parametrize("name", list_spaces())
-def test_export_round_trips_through_nni_format(name: str) -> None:
-    space = create_space(name)
-    exported = json.loads(search_space_json(space))
-    assert all(spec["_type"] == "choice" for spec in exported.values())
-    params = ParameterSpace(exported)
-    rng = np.random.default_rng(0)
-    for _ in range(20):
-        arch = params.sample(rng)
-        assert space.validate(arch) == arch
-        assert space.validate(json.loads(json.dumps(arch))) == arch
+# the NNI export round trip of every registered space: tests/test_space_contract.py
 
 
 def test_validate_names_the_bad_label_and_allowed_values() -> None:

@@ -198,7 +198,7 @@ def test_resume_continues_the_generation_counter_and_never_reproposes(tmp_path: 
     # NNI exports only trials with a final result; a failed one is still known from generation_000.json
     resumed.import_data(done[:5] + done[6:] if with_files else done)
     assert resumed.generation == 1 and resumed.n_done == (23 if with_files else 24)
-    assert key(done[5]["parameter"]) in resumed.seen  # never proposed again
+    assert resumed.archive.seen(done[5]["parameter"])  # never proposed again
     proposals, ended = drive(resumed)
     assert ended and resumed.generation == 3 and len(proposals) == 24
     assert not {key(p) for p in proposals} & {key(r["parameter"]) for r in done}

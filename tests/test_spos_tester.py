@@ -40,7 +40,7 @@ def test_recalibration_changes_stats_and_is_deterministic(supernet_ckpt: Path, d
         before = _running_stats(modules)
         loader = build_loader(digits_root, "train", batch_size=32, backend="torchvision", device="cpu",
                               preprocessing=Preprocessing.for_crop(32), num_workers=0, seed=5)
-        used = recalibrate_batchnorm(lambda x: model(x, path), modules, loader, num_batches=50)
+        used = recalibrate_batchnorm(lambda x, model=model, path=path: model(x, path), modules, loader, num_batches=50)
         assert used == 50 * 32  # more batches than one epoch: the loader is cycled
         after = _running_stats(modules)
         assert any(not torch.allclose(a, b) for a, b in zip(before, after))

@@ -15,13 +15,13 @@ from torch import nn
 from nni_ext.cli import main
 from nni_ext.cost import CostTable
 from nni_ext.errors import NniExtError
+from nni_ext.experiment import free_port
 from nni_ext.spaces import create_space
 from nni_ext.spaces.spos_supernet import ShuffleNetV2Supernet
 from nni_ext.trainers.checkpoint import load_supernet, read_checkpoint
 from nni_ext.trainers.retrain import load_fixed, read_fixed_arc, retrain
 from nni_ext.trainers.sampling import SPOS_FLOPS_BINS, FlopsUniformSampler
 from nni_ext.trainers.supernet import SamplingConfig, build_sampler, is_official_space, train_supernet
-from nni_ext.experiment import free_port
 from nni_ext.trainers.train_loop import Recipe, RunConfig, Trainer, distributed
 
 SMALL = {"stage_repeats": [1, 1], "stage_channels": [16, 32]}
@@ -146,7 +146,7 @@ def test_retrain_official_architecture_writes_fixed_checkpoint(digits_root: Path
     import nni
 
     reports: list[tuple[str, dict]] = []
-    monkeypatch.setattr("nni_ext.trial.in_nni_trial", lambda: True)
+    monkeypatch.setattr("nni_ext.runner.in_nni_trial", lambda: True)
     monkeypatch.setattr(nni, "report_intermediate_result", lambda m: reports.append(("intermediate", m)))
     monkeypatch.setattr(nni, "report_final_result", lambda m: reports.append(("final", m)))
     space = create_space("spos-digits")

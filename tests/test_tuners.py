@@ -117,7 +117,7 @@ def test_tuner_records_results_imports_data_and_pickles() -> None:
     params = tuner.generate_parameters(0)
     tuner.receive_trial_result(0, params, {"default": 300.0, "flops": 3e8})
     tuner.import_data([{"parameter": params, "value": '{"default": 1.0}'}, {"bad": 1}])
-    assert [m["default"] for _, m in tuner.results] == [300.0, 1.0]
+    assert [r.value("default") for r in tuner.archive.finished] == [300.0, 1.0]
     clone = pickle.loads(pickle.dumps(tuner))
     assert clone.generate_parameters(1) == tuner.generate_parameters(1)
 
@@ -127,7 +127,7 @@ def test_import_data_trusts_the_parameters_a_trial_reported() -> None:
     ran, recorded = tuner.generate_parameters(0), tuner.generate_parameters(1)
     metric = json.dumps(json.dumps({"default": 2.0, "architecture": json.dumps(ran)}))  # NNI's double encoding
     tuner.import_data([{"parameter": recorded, "value": metric}])
-    assert tuner.results == [(ran, {"default": 2.0})]
+    assert [(r.params, r.metrics) for r in tuner.archive.finished] == [(ran, {"default": 2.0})]
 
 
 def test_every_tuner_is_registered_under_its_public_path() -> None:

@@ -168,7 +168,8 @@ def main() -> int:
     args = parser.parse_args()
 
     print(f"budget {args.budget} evaluations, population {args.population}, seeds {args.seeds}")
-    print("| problem | nni_ext NSGA2 c=1 | nni_ext NSGA2 c=4 | pymoo NSGA2 | optuna NSGAII | ours/pymoo | ours/optuna |")
+    print("| problem | nni_ext NSGA2 c=1 | nni_ext NSGA2 c=4 | pymoo NSGA2 | optuna NSGAII | ours/pymoo "
+          "| ours/optuna |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for problem in args.problems:
         res: dict[str, list[float]] = {"c1": [], "c4": [], "pymoo": [], "optuna": []}
@@ -186,7 +187,8 @@ def main() -> int:
         pop = min(args.population, max(4, budget // 10))
         print(f"\nreal nnictl experiment: zdt1, seed {seed}, {budget} trials, population {pop}, 3 in flight")
         real = run_nnictl("zdt1", seed, budget, pop, 3)
-        print("| zdt1 @ nnictl budget | nni_ext NSGA2 via nnictl | nni_ext in-process c=3 | pymoo NSGA2 | optuna NSGAII |")
+        print("| zdt1 @ nnictl budget | nni_ext NSGA2 via nnictl | nni_ext in-process c=3 | pymoo NSGA2 "
+              "| optuna NSGAII |")
         print("| --- | --- | --- | --- | --- |")
         print(f"| {budget} trials | {real:.4f} | {run_ours('zdt1', seed, budget, pop, 3)[0]:.4f} | "
               f"{run_pymoo('zdt1', seed, budget, pop):.4f} | {run_optuna('zdt1', seed, budget, pop)[0]:.4f} |")

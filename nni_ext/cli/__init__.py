@@ -7,8 +7,18 @@ import sys
 from typing import Sequence
 
 from .. import __version__
-from . import (cost_cmd, data_cmd, ofa2_cmd, ofa3_cmd, pcdarts_cmd, quickstart_cmd, register_cmd, report_cmd, spos_cmd,
-               ss_gen_cmd)
+from . import (
+    cost_cmd,
+    data_cmd,
+    ofa2_cmd,
+    ofa3_cmd,
+    pcdarts_cmd,
+    quickstart_cmd,
+    register_cmd,
+    report_cmd,
+    spos_cmd,
+    ss_gen_cmd,
+)
 from .common import run_guarded
 
 #: ``nni-ext cost <sub>`` commands that sit beside ``nni-ext cost SPACE``

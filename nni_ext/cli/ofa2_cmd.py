@@ -16,8 +16,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description="Multi-objective search of OFA MobileNetV3 w1.2 sub-networks with a predicted "
                                    "top-1 error and latency (per-layer tables) or FLOPs (multiply-accumulates).")
     ofa2 = p.add_subparsers(dest="ofa2_command", required=True, metavar="SUBCOMMAND")
-    s = ofa2.add_parser("search", help="run NSGA-II / SMS-EMOA / SPEA2 with OFA's predictor (in-process)")
-    s.add_argument("--algorithm", default="nsga2", help="nsga2, smsemoa or spea2 (default nsga2)")
+    from ..core.algorithms import algorithm_names
+
+    algorithms = ", ".join(algorithm_names())
+    s = ofa2.add_parser("search", help="run NSGA-II / SMS-EMOA / SPEA2 / NSGA-III / AGE-MOEA with OFA's predictor "
+                                       "(in-process)")
+    s.add_argument("--algorithm", default="nsga2", help=f"{algorithms} (default nsga2; any case)")
     s.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     s.add_argument("--population", type=int, default=100, help="population size = networks returned at most")
     s.add_argument("--generations", type=int, default=1000, help="generations (default 1000)")
@@ -28,7 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--predictor", required=True, help="accuracy predictor state dict (OFA's acc_predictor.pth)")
     s.add_argument("--resolutions", default=None, help="comma-separated input resolutions (default 160..224)")
     s.add_argument("--out", required=True, help="output folder (result.json, result.csv, hypervolume.csv)")
-    s.add_argument("--all", action="store_true", help="run nsga2, smsemoa, spea2 x seeds 1, 2, 3 and compare")
+    s.add_argument("--all", action="store_true", help=f"run {algorithms} x seeds 1, 2, 3 and compare")
     s.add_argument("--log-every", type=int, default=100, help="progress line every N generations (0: quiet)")
     s.set_defaults(func=run_search_cmd)
     f = ofa2.add_parser("fit-predictor", help="train an accuracy predictor of OFA's shape on measured accuracies")
@@ -78,11 +82,10 @@ def efficiency_model(kind: str, latency_tables: str | None, space: Any) -> Any:
 
 
 def run_search_cmd(args: argparse.Namespace) -> int:
+    from ..core.algorithms import canonical_algorithm
     from ..ofa2 import AccuracyPredictor, compare_algorithms, run_search
-    from ..ofa2.search import ALGORITHMS
 
-    if args.algorithm not in ALGORITHMS:
-        raise NniExtError(f"unknown algorithm {args.algorithm!r}; choose one of {', '.join(ALGORITHMS)}")
+    algorithm = canonical_algorithm(args.algorithm)  # unknown: a ValueError naming the catalogue (one line)
     space = _space(args.resolutions)
     predictor = AccuracyPredictor.load(args.predictor, space=space)
     efficiency = efficiency_model(args.efficiency, args.latency_tables, space)
@@ -98,7 +101,7 @@ def run_search_cmd(args: argparse.Namespace) -> int:
                   f"{r.seconds:.1f} s")
         print(f"comparison written to {Path(args.out) / 'comparison.md'} and fronts.png")
         return 0
-    r = run_search(predictor=predictor, efficiency=efficiency, algorithm=args.algorithm, seed=args.seed,
+    r = run_search(predictor=predictor, efficiency=efficiency, algorithm=algorithm, seed=args.seed,
                    population=args.population, generations=args.generations, log_every=args.log_every,
                    out_dir=args.out)
     print(f"{len(r.matrix)} networks, hypervolume {r.hypervolume:.3f} (reference {r.reference[0]} % error, "

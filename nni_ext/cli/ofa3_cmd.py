@@ -17,7 +17,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "multi-objective search of latency vs error on the search tables (a held-out "
                                    "training subset) and re-scored on the validation tables.")
     ofa3 = p.add_subparsers(dest="ofa3_command", required=True, metavar="SUBCOMMAND")
-    s = ofa3.add_parser("select", help="NSGA-II / SMS-EMOA / SPEA2 over ensemble membership")
+    from ..core.algorithms import algorithm_names
+
+    s = ofa3.add_parser("select", help="NSGA-II / SMS-EMOA / SPEA2 / NSGA-III / AGE-MOEA over ensemble membership")
     s.add_argument("--tables", required=True,
                    help="SEARCH tables folder (model_XX_class.csv / model_XX_prob.csv on the held-out training "
                         "subset); guides the selection")
@@ -30,7 +32,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--generations", type=int, default=2000, help="generations (default 2000)")
     s.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     s.add_argument("--min-members", type=int, default=1, help="minimum ensemble size K (default 1)")
-    s.add_argument("--algorithm", default="nsga2", choices=("nsga2", "smsemoa", "spea2"))
+    s.add_argument("--algorithm", default="nsga2", type=str.lower, choices=algorithm_names(),
+                   help="the search algorithm (default nsga2)")
     s.add_argument("--out", required=True, help="output folder: ensembles.json/csv, models.csv, hypervolume.csv")
     s.add_argument("--log-every", type=int, default=100, help="progress line every N generations (0: quiet)")
     s.set_defaults(func=run_select_cmd)

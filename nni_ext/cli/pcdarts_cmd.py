@@ -1,4 +1,4 @@
-"""``nni-ext pcdarts``: PC-DARTS search with a regularisation strength, sweep analysis, evaluation training, ensembles."""
+"""``nni-ext pcdarts``: PC-DARTS search at a regularisation strength, sweep analysis, evaluation training, ensembles."""
 from __future__ import annotations
 
 import argparse
@@ -6,7 +6,14 @@ import json
 from pathlib import Path
 
 from ..errors import NniExtError
-from .pcdarts_args import DATA_HELP, add_search_options, apply_threads, search_config
+from ..trainers.pcdarts_options import (
+    DATA_HELP,
+    add_search_options,
+    add_train_options,
+    apply_threads,
+    search_config,
+    train_config,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -48,48 +55,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "the same per class; equal (default calculate)")
     e.add_argument("--out", default=None, help="write ensemble.json here")
     e.set_defaults(func=run_ensemble_cmd)
-
-
-def add_train_options(t: argparse.ArgumentParser) -> None:
-    """Options of an evaluation training (``pcdarts train`` and the training trial); DARTS's recipe as defaults."""
-    from ..trainers.pcdarts_train import TrainConfig
-
-    d = TrainConfig(data="", genotype="")
-    t.add_argument("--test-split", default=d.test_split, help="folder split (or 'test' for cifar) to evaluate on")
-    t.add_argument("--image-size", type=int, default=None)
-    t.add_argument("--train-portion", type=float, default=d.train_portion,
-                   help="share of train/ used for training; the rest is a held-out split for ensemble weights")
-    t.add_argument("--batch-size", type=int, default=d.batch_size, help=f"default {d.batch_size} (on GPU the "
-                                                                         "estimator may lower it)")
-    t.add_argument("--epochs", type=int, default=d.epochs, help=f"default {d.epochs}")
-    t.add_argument("--lr", type=float, default=d.lr, help=f"default {d.lr}")
-    t.add_argument("--weight-decay", type=float, default=d.weight_decay, help=f"default {d.weight_decay}")
-    t.add_argument("--init-channels", type=int, default=d.init_channels, help=f"default {d.init_channels}")
-    t.add_argument("--layers", type=int, default=d.layers, help=f"default {d.layers}")
-    t.add_argument("--no-auxiliary", dest="auxiliary", action="store_false", help="no auxiliary head")
-    t.add_argument("--auxiliary-weight", type=float, default=d.auxiliary_weight, help=f"default {d.auxiliary_weight}")
-    t.add_argument("--drop-path", type=float, default=d.drop_path_prob, help=f"default {d.drop_path_prob}")
-    t.add_argument("--cutout", type=int, default=d.cutout, help=f"Cutout length, 0 = off (default {d.cutout})")
-    t.add_argument("--no-flip", dest="flip", action="store_false")
-    t.add_argument("--grad-clip", type=float, default=d.grad_clip)
-    t.add_argument("--seed", type=int, default=d.seed)
-    t.add_argument("--device", default=d.device)
-    t.add_argument("--threads", type=int, default=None)
-    t.add_argument("--memory-margin-mb", type=float, default=500.0, help="GPU memory kept free (default 500)")
-    t.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (smoke tests)")
-
-
-def train_config(args: argparse.Namespace, genotype: str, out_dir: str):  # type: ignore[no-untyped-def]
-    """The :class:`~nni_ext.trainers.pcdarts_train.TrainConfig` of parsed ``train`` options."""
-    from ..trainers.pcdarts_train import TrainConfig
-
-    return TrainConfig(data=args.data, genotype=genotype, out_dir=out_dir, test_split=args.test_split,
-                       image_size=args.image_size, train_portion=args.train_portion, batch_size=args.batch_size,
-                       epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay,
-                       init_channels=args.init_channels, layers=args.layers, auxiliary=args.auxiliary,
-                       auxiliary_weight=args.auxiliary_weight, drop_path_prob=args.drop_path, cutout=args.cutout,
-                       flip=args.flip, grad_clip=args.grad_clip, seed=args.seed, device=args.device,
-                       max_steps=args.max_steps)
 
 
 def run_search_cmd(args: argparse.Namespace) -> int:

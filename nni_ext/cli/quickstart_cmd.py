@@ -24,7 +24,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description=__doc__.splitlines()[0])
     p.add_argument("--workdir", default="runs/quickstart", help="where data, checkpoint and experiment go")
     p.add_argument("--port", type=int, default=8080, help="web UI port (default 8080)")
-    p.add_argument("--steps", type=int, default=300, help="supernet training steps (default 300; more gives a better supernet)")
+    p.add_argument("--steps", type=int, default=300,
+                   help="supernet training steps (default 300; more gives a better supernet)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=0.2, help="supernet learning rate (default 0.2)")
     p.add_argument("--population", type=int, default=8, help="evolution population (default 8)")

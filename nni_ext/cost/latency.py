@@ -80,7 +80,8 @@ def ofa_layer_key(layer_type: str, input_shape_hwc: Sequence[int], output_shape:
     if layer_type == "expanded_conv":
         if None in (expand, kernel, stride, idskip):
             raise ValueError("expanded_conv keys need expand, kernel, stride and idskip")
-        parts += [f"expand:{expand}", f"kernel:{kernel}", f"stride:{stride}", f"idskip:{idskip}", f"se:{se}", f"hs:{hs}"]
+        parts += [f"expand:{expand}", f"kernel:{kernel}", f"stride:{stride}", f"idskip:{idskip}", f"se:{se}",
+                  f"hs:{hs}"]
     return "-".join(parts)
 
 
@@ -92,7 +93,7 @@ class LatencyTable:
         self.source = source
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "LatencyTable":
+    def load(cls, path: str | os.PathLike) -> LatencyTable:
         """Read a YAML (OFA layout) or JSON table; every entry needs a numeric ``mean``."""
         path = Path(path)
         try:
@@ -137,7 +138,8 @@ def load_resolution_tables(directory: str | os.PathLike) -> dict[int, LatencyTab
     tables = {int(p.name.split("_", 1)[0]): LatencyTable.load(p)
               for p in sorted(directory.glob("*_lookup_table.yaml")) if p.name.split("_", 1)[0].isdigit()}
     if not tables:
-        raise TableError(f"no '<resolution>_lookup_table.yaml' files in {directory}; point at a folder of latency tables")
+        raise TableError(f"no '<resolution>_lookup_table.yaml' files in {directory}; "
+                         "point at a folder of latency tables")
     return tables
 
 

@@ -45,7 +45,7 @@ class CostTable:
 
     # ---------------------------------------------------------- build / IO
     @classmethod
-    def build(cls, space: SearchSpace, input_size: int | None = None) -> "CostTable":
+    def build(cls, space: SearchSpace, input_size: int | None = None) -> CostTable:
         """Count every cost unit of the space exactly (one small forward pass each)."""
         size = int(input_size or space.default_input_size)
         entries: dict[str, tuple[int, int]] = {}
@@ -66,7 +66,7 @@ class CostTable:
         return atomic_write_json(path, self.to_json(), indent=1)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, space: SearchSpace) -> "CostTable":
+    def load(cls, path: str | os.PathLike, space: SearchSpace) -> CostTable:
         """Read a table written by :meth:`save`; refuse one built for another space or configuration."""
         try:
             data = json.loads(Path(path).read_text())
@@ -80,10 +80,11 @@ class CostTable:
 
     @classmethod
     def cached(cls, space: SearchSpace, input_size: int | None = None,
-               cache_dir: str | os.PathLike | None = None) -> "CostTable":
+               cache_dir: str | os.PathLike | None = None) -> CostTable:
         """Load the table from the cache, building and caching it on first use."""
         size = int(input_size or space.default_input_size)
-        path = Path(cache_dir or default_cache_dir()) / "cost_tables" / f"{space.name}-{space.fingerprint()}-{size}.json"
+        name = f"{space.name}-{space.fingerprint()}-{size}.json"
+        path = Path(cache_dir or default_cache_dir()) / "cost_tables" / name
         if path.exists():
             try:
                 return cls.load(path, space)

@@ -34,7 +34,7 @@ class FolderIndex:
     def labels(self) -> list[int]:
         return [label for _, label in self.samples]
 
-    def first_per_class(self, n: int) -> "FolderIndex":
+    def first_per_class(self, n: int) -> FolderIndex:
         """A fixed, class-balanced subset: the first ``n`` files (by name) of every class."""
         if n < 1:
             raise DataError(f"per-class subset size {n} must be at least 1")

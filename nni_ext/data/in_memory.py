@@ -50,7 +50,7 @@ class ImageTensors:
     def num_classes(self) -> int:
         return len(self.classes)
 
-    def subset(self, indices: np.ndarray | torch.Tensor) -> "ImageTensors":
+    def subset(self, indices: np.ndarray | torch.Tensor) -> ImageTensors:
         idx = torch.as_tensor(np.asarray(indices), dtype=torch.long)
         return ImageTensors(self.images[idx], self.labels[idx], self.classes, self.source)
 
@@ -83,8 +83,8 @@ def _load_torchvision(kind: str, root: Path, split: str) -> ImageTensors:
         ds = cls(root=str(root), train=split == "train", download=False)
     except RuntimeError:
         raise DataError(f"{kind} files not found under {root} (expected torchvision's python version, e.g. "
-                        f"{root / TORCHVISION_FOLDERS[kind]}); put them there first (nni-ext never downloads at run time)"
-                        ) from None
+                        f"{root / TORCHVISION_FOLDERS[kind]}); put them there first "
+                        "(nni-ext never downloads at run time)") from None
     images = torch.from_numpy(np.ascontiguousarray(ds.data)).permute(0, 3, 1, 2).contiguous()
     return ImageTensors(images, torch.as_tensor(ds.targets, dtype=torch.long), list(ds.classes), f"{kind}:{root}")
 

@@ -38,7 +38,7 @@ class Preprocessing:
         return (1.0, 1.0, 1.0) if self.spos else tuple(s * 255 for s in IMAGENET_STD)
 
     @classmethod
-    def for_crop(cls, crop_size: int, *, spos: bool = False, min_area: float = 0.08) -> "Preprocessing":
+    def for_crop(cls, crop_size: int, *, spos: bool = False, min_area: float = 0.08) -> Preprocessing:
         """Settings with the usual 256/224 resize ratio for another crop size."""
         return cls(crop_size=crop_size, resize_size=max(crop_size, round(crop_size * 256 / 224)), min_area=min_area,
                    spos=spos)

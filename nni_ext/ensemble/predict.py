@@ -143,8 +143,8 @@ class OfaPopulation:
 
     def __init__(self, raw: Sequence[Mapping[str, Any]], supernet_path: str | os.PathLike, *,
                  resolutions: Sequence[int] | None = None) -> None:
+        from ..ofa2.supernet import load_supernet
         from ..spaces.ofa_mbv3 import to_ofa
-        from ..trials.ofa2_eval import load_supernet
 
         self.supernet = load_supernet(supernet_path)
         self.num_classes = int(self.supernet.classifier.out_features)

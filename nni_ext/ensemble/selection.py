@@ -1,4 +1,5 @@
-"""OFA³ ensemble selection: NSGA-II / SMS-EMOA / SPEA2 over binary membership, (latency, error %) minimised.
+"""OFA³ ensemble selection: NSGA-II / SMS-EMOA / SPEA2 / NSGA-III / AGE-MOEA (the catalogue of
+:mod:`nni_ext.core.algorithms`) over binary membership, (latency, error %) minimised.
 
 Decision variables: one bit per model of the tables (1 = member). Objectives, both minimised: the
 ensemble latency (``max`` of the members' for parallel members, ``sum`` for sequential ones, in ms)
@@ -37,6 +38,7 @@ from pymoo.core.problem import Problem
 from pymoo.core.repair import Repair
 
 from .._io import atomic_write_csv, atomic_write_json
+from ..core import algorithms as core_algorithms
 from ..errors import DataError
 from ..pareto import non_dominated
 from ..pymoo_tools import HypervolumeRecorder, RowDuplicateElimination, fast_binary_tournament
@@ -45,7 +47,8 @@ from .tables import TopKTables
 
 log = logging.getLogger(__name__)
 
-ALGORITHMS = ("nsga2", "smsemoa", "spea2")
+#: the catalogue's algorithms (:func:`nni_ext.core.algorithms.algorithm_names`)
+ALGORITHMS = core_algorithms.algorithm_names()
 
 
 class EnsembleProblem(Problem):
@@ -95,24 +98,27 @@ def _front(F: np.ndarray) -> np.ndarray:
 
 
 def make_algorithm(name: str, population: int, min_members: int) -> Any:
-    """A pymoo algorithm by name with binary operators and the minimum-size repair."""
-    from pymoo.algorithms.moo.nsga2 import NSGA2
-    from pymoo.algorithms.moo.sms import SMSEMOA
-    from pymoo.algorithms.moo.spea2 import SPEA2
+    """A catalogue algorithm (:mod:`nni_ext.core.algorithms`) with binary operators and the minimum-size repair.
+
+    Where the algorithm's parent selection is NSGA-II's binary tournament (NSGA-II, AGE-MOEA), it runs
+    vectorised (:func:`~nni_ext.pymoo_tools.fast_binary_tournament`: same decisions, same random draws);
+    the others keep pymoo's own selection. Raises ``ValueError`` for an unknown name (naming the catalogue)
+    or a population under 2.
+    """
     from pymoo.operators.crossover.pntx import TwoPointCrossover
     from pymoo.operators.mutation.bitflip import BitflipMutation
     from pymoo.operators.sampling.rnd import BinaryRandomSampling
     from pymoo.operators.selection.tournament import TournamentSelection
 
-    classes = {"nsga2": NSGA2, "smsemoa": SMSEMOA, "spea2": SPEA2}
-    if name not in classes:
-        raise ValueError(f"algorithm={name!r}; choose one of {', '.join(ALGORITHMS)}")
-    if population < 2:
-        raise ValueError(f"population={population} must be at least 2")
-    extra = {"selection": TournamentSelection(func_comp=fast_binary_tournament)} if name == "nsga2" else {}
-    return classes[name](pop_size=population, sampling=BinaryRandomSampling(), crossover=TwoPointCrossover(),
-                         mutation=BitflipMutation(), repair=MinMembersRepair(min_members),
-                         eliminate_duplicates=RowDuplicateElimination(), **extra)
+    spec = core_algorithms.algorithm_spec(name)
+    if isinstance(population, bool) or not isinstance(population, int) or population < 2:
+        raise ValueError(f"population={population!r} must be an integer of at least 2")
+    extra = ({"selection": TournamentSelection(func_comp=fast_binary_tournament)}
+             if spec.selection == "binary_tournament" else {})
+    return core_algorithms.make_algorithm(
+        spec.name, pop_size=population, n_obj=2, sampling=BinaryRandomSampling(), crossover=TwoPointCrossover(),
+        mutation=BitflipMutation(), repair=MinMembersRepair(min_members),
+        eliminate_duplicates=RowDuplicateElimination(), **extra)
 
 
 @dataclass
@@ -220,7 +226,7 @@ def select_ensembles(*, tables: TopKTables, latency: np.ndarray, criterion: str 
         generations: generations to run.
         seed: seeds pymoo's generator and the repair (``None``: drawn and logged).
         min_members: the minimum ensemble size K (1 allows single models).
-        algorithm: ``nsga2``, ``smsemoa`` or ``spea2``.
+        algorithm: a catalogue name: ``nsga2``, ``smsemoa``, ``spea2``, ``nsga3`` or ``agemoea``.
         val_tables: validation tables; the chosen ensembles are re-scored there.
         log_every: log a progress line every so many generations (0: never).
         scorer: a compiled scorer of ``tables`` to reuse (built when ``None``).
@@ -228,6 +234,7 @@ def select_ensembles(*, tables: TopKTables, latency: np.ndarray, criterion: str 
     """
     from pymoo.optimize import minimize
 
+    algorithm = core_algorithms.canonical_algorithm(algorithm)
     M = tables.n_models
     latency = np.asarray(latency, dtype=float)
     if latency.shape != (M,):

@@ -87,7 +87,7 @@ class TopKTables:
         """``(models,)`` share of images whose top-1 id equals the label."""
         return (self.ids[:, :, 0] == self.labels[None, :]).mean(axis=1)
 
-    def select(self, models: Sequence[int]) -> "TopKTables":
+    def select(self, models: Sequence[int]) -> TopKTables:
         """The tables of a subset of models (indices), in the given order."""
         idx = np.asarray(models, dtype=int)
         return TopKTables(self.ids[idx], self.probs[idx], self.labels, tuple(self.names[i] for i in idx))

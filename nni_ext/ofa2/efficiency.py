@@ -14,8 +14,19 @@ import numpy as np
 
 from ..cost import CostTable, LatencyTable, load_resolution_tables
 from ..errors import TableError
-from ..spaces.ofa_mbv3 import D_COLS, DEPTHS, E_COLS, EXPAND_RATIOS, FIXED_UNITS, KERNEL_SIZES, KS_COLS, N_BLOCKS, \
-    R_COL, OfaMbv3Space, active_mask
+from ..spaces.ofa_mbv3 import (
+    D_COLS,
+    DEPTHS,
+    E_COLS,
+    EXPAND_RATIOS,
+    FIXED_UNITS,
+    KERNEL_SIZES,
+    KS_COLS,
+    N_BLOCKS,
+    R_COL,
+    OfaMbv3Space,
+    active_mask,
+)
 
 
 class _LayerSum:
@@ -113,7 +124,7 @@ class LatencyModel(_LayerSum):
         super().__init__(space, entry)
 
     @classmethod
-    def from_path(cls, path: str | os.PathLike, *, space: OfaMbv3Space | None = None) -> "LatencyModel":
+    def from_path(cls, path: str | os.PathLike, *, space: OfaMbv3Space | None = None) -> LatencyModel:
         """A folder of ``<resolution>_lookup_table.yaml`` (like OFA's note10/) or one table holding every key."""
         path = Path(path)
         if path.is_dir():

@@ -18,8 +18,17 @@ import torch
 from torch import nn
 
 from ..errors import NniExtError
-from ..spaces.ofa_mbv3 import D_COLS, DEPTHS, E_COLS, KS_COLS, N_BLOCKS, R_COL, OfaMbv3Space, active_mask, \
-    resolution_slot
+from ..spaces.ofa_mbv3 import (
+    D_COLS,
+    DEPTHS,
+    E_COLS,
+    KS_COLS,
+    N_BLOCKS,
+    R_COL,
+    OfaMbv3Space,
+    active_mask,
+    resolution_slot,
+)
 
 N_FEATURES, HIDDEN = 128, 400
 EXPECTED_SHAPES: dict[str, tuple[int, ...]] = {
@@ -89,7 +98,7 @@ class AccuracyPredictor:
         self._r_slot = resolution_slot(self.space.resolutions)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, *, space: OfaMbv3Space | None = None) -> "AccuracyPredictor":
+    def load(cls, path: str | os.PathLike, *, space: OfaMbv3Space | None = None) -> AccuracyPredictor:
         """Load a state dict (OFA's ``acc_predictor.pth`` or one written by :func:`fit_predictor`)."""
         model = make_mlp()
         model.load_state_dict(load_state_dict(path))

@@ -1,8 +1,9 @@
-"""The OFA² search on pymoo: predicted top-1 error vs efficiency, NSGA-II / SMS-EMOA / SPEA2, in-process.
+"""The OFA² search on pymoo: predicted top-1 error vs efficiency, NSGA-II / SMS-EMOA / SPEA2 / NSGA-III /
+AGE-MOEA (the catalogue of :mod:`nni_ext.core.algorithms`), in-process.
 
 Decision variables are the 46 candidate indices of :class:`~nni_ext.spaces.ofa_mbv3.OfaMbv3Space`
 (integers). Operators follow pymoo's recipe for integer variables: integer random sampling,
-SBX (prob 0.9, eta 15) and polynomial mutation (eta 20) on floats, rounded; our repair also
+SBX (prob 1, eta 3) and polynomial mutation (prob 1, eta 3) on floats, rounded; our repair also
 canonicalises skipped blocks so duplicate elimination sees one row per distinct network. Both
 objectives are computed for the whole population in one vectorised call per generation.
 
@@ -31,7 +32,7 @@ from pymoo.operators.sampling.rnd import IntegerRandomSampling
 from pymoo.optimize import minimize
 
 from .._io import atomic_write_json, atomic_write_text
-from ..errors import NniExtError
+from ..core import algorithms as core_algorithms
 from ..pareto import non_dominated_2d
 from ..pymoo_tools import HypervolumeRecorder, RowDuplicateElimination
 from ..spaces.ofa_mbv3 import OfaMbv3Space, to_ofa
@@ -40,7 +41,8 @@ from .predictor import AccuracyPredictor, single_thread
 
 log = logging.getLogger(__name__)
 
-ALGORITHMS = ("nsga2", "smsemoa", "spea2")
+#: the catalogue's algorithms (:func:`nni_ext.core.algorithms.algorithm_names`)
+ALGORITHMS = core_algorithms.algorithm_names()
 #: hypervolume reference error (%): OFA's smallest sub-network is predicted at about 75 % top-1
 REFERENCE_ERROR = 25.0
 
@@ -74,20 +76,17 @@ class CanonicalRepair(Repair):
 
 
 def make_algorithm(name: str, population: int) -> Any:
-    """A pymoo algorithm by name with the integer operators and our canonicalising repair."""
-    from pymoo.algorithms.moo.nsga2 import NSGA2
-    from pymoo.algorithms.moo.sms import SMSEMOA
-    from pymoo.algorithms.moo.spea2 import SPEA2
+    """A catalogue algorithm (:mod:`nni_ext.core.algorithms`) with integer operators and our canonicalising repair.
 
-    classes = {"nsga2": NSGA2, "smsemoa": SMSEMOA, "spea2": SPEA2}
-    if name not in classes:
-        raise NniExtError(f"unknown algorithm {name!r}; choose one of {', '.join(ALGORITHMS)}")
-    if population < 2:
-        raise ValueError(f"population={population} must be at least 2")
-    return classes[name](pop_size=population, sampling=IntegerRandomSampling(),
-                         crossover=SBX(prob=1.0, eta=3.0, vtype=float, repair=RoundingRepair()),
-                         mutation=PM(prob=1.0, eta=3.0, vtype=float, repair=RoundingRepair()),
-                         repair=CanonicalRepair(), eliminate_duplicates=RowDuplicateElimination())
+    Raises ``ValueError`` for an unknown name (naming the catalogue) or a population under 2.
+    """
+    if isinstance(population, bool) or not isinstance(population, int) or population < 2:
+        raise ValueError(f"population={population!r} must be an integer of at least 2")
+    return core_algorithms.make_algorithm(
+        name, pop_size=population, n_obj=2, sampling=IntegerRandomSampling(),
+        crossover=SBX(prob=1.0, eta=3.0, vtype=float, repair=RoundingRepair()),
+        mutation=PM(prob=1.0, eta=3.0, vtype=float, repair=RoundingRepair()),
+        repair=CanonicalRepair(), eliminate_duplicates=RowDuplicateElimination())
 
 
 @dataclass
@@ -164,12 +163,13 @@ def run_search(*, predictor: AccuracyPredictor, efficiency: FlopsModel | Latency
     Args:
         predictor: accuracy predictor (its space defines the decision variables).
         efficiency: a :class:`LatencyModel` (ms) or :class:`FlopsModel` (MFLOPs).
-        algorithm: ``nsga2``, ``smsemoa`` or ``spea2``.
+        algorithm: a catalogue name: ``nsga2``, ``smsemoa``, ``spea2``, ``nsga3`` or ``agemoea``.
         seed: seeds pymoo's random generator (same seed, same result).
         reference: hypervolume reference (error %, efficiency); default (25, 100 ms) or (25, 1000 MFLOPs).
         log_every: log a progress line every so many generations (0: never).
         out_dir: write ``result.json``, ``result.csv`` and ``hypervolume.csv`` there.
     """
+    algorithm = core_algorithms.canonical_algorithm(algorithm)
     if generations < 1:
         raise ValueError(f"generations={generations} must be at least 1")
     problem = OfaProblem(predictor, efficiency)

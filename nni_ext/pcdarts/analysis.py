@@ -1,4 +1,4 @@
-"""Analysis of a MOOD-NAS sweep: the (regularisation, error) Pareto genotypes with their costs, plots and a genotypes file.
+"""Analysis of a MOOD-NAS sweep: the (regularisation, error) Pareto genotypes, their costs, plots, a genotypes file.
 
 Reads the trials of an nnictl sweep (:func:`nni_ext.results.load_experiment`), keeps the trials
 whose ``(reg_loss, criterion_loss)`` are non-dominated (both minimised), and for each Pareto

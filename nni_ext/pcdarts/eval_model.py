@@ -159,8 +159,8 @@ class EvalNetwork(nn.Module):
         return logits, logits_aux
 
 
-def eval_network_cost(genotype: Genotype | str | os.PathLike, *, num_classes: int, channels: int, layers: int, image_size: int,
-                      in_channels: int = 3) -> dict[str, int]:
+def eval_network_cost(genotype: Genotype | str | os.PathLike, *, num_classes: int, channels: int, layers: int,
+                      image_size: int, in_channels: int = 3) -> dict[str, int]:
     """Parameters and FLOPs (MACs, via :func:`nni_ext.cost.counting.count`) of the evaluation network of
     ``genotype`` without its auxiliary head, as DARTS reports them, for one ``image_size`` input."""
     from ..cost.counting import count

@@ -9,9 +9,9 @@ cost of an architecture with a few dictionary look-ups.
 from __future__ import annotations
 
 import hashlib
-from collections import abc
 import json
 from abc import ABC, abstractmethod
+from collections import abc
 from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np

@@ -82,7 +82,7 @@ def to_ofa(arch: Mapping[str, Any]) -> dict[str, list[int]]:
             "d": [int(arch[k]) for k in D_LABELS], "r": [int(arch["r"])]}
 
 
-def from_ofa(ofa: Mapping[str, Any], space: "OfaMbv3Space | None" = None) -> Architecture:
+def from_ofa(ofa: Mapping[str, Any], space: OfaMbv3Space | None = None) -> Architecture:
     """OFA dict -> NNI labels, validated against ``space`` (default: the standard space)."""
     space = space or OfaMbv3Space()
     if not isinstance(ofa, Mapping):

@@ -265,7 +265,8 @@ def _params_millions(cfg: TrainConfig) -> float:
 
 
 def _safe_name(name: str, index: int) -> str:
-    """A folder name for a genotype spec: ``genotypes.py:l1_loss_2e01`` -> ``l1_loss_2e01``, ``a/b.json`` -> ``b.json``."""
+    """A folder name for a genotype spec: ``genotypes.py:l1_loss_2e01`` -> ``l1_loss_2e01``, ``a/b.json`` ->
+    ``b.json``."""
     tail = name.replace("\\", "/").rsplit("/", 1)[-1]
     tail = tail.rsplit(":", 1)[-1] if ":" in tail else tail
     cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in tail.replace(":", "_"))

@@ -37,7 +37,7 @@ def unwrap_architecture(data: Any) -> Any:
 
 def read_fixed_arc(source: str | os.PathLike | Mapping[str, Any], space: SearchSpace) -> dict[str, Any]:
     """The architecture of ``--fixed-arc``: a JSON file, a dict, or ``"official"`` (the SPOS authors' one)."""
-    from ..trial import load_architecture
+    from ..runner import load_architecture
 
     if isinstance(source, str) and source == "official":
         if not hasattr(space, "official_architecture"):
@@ -60,7 +60,7 @@ def retrain(space: SearchSpace, arch: Mapping[str, Any], cfg: RunConfig, recipe:
     recipe = recipe or Recipe()
     return run_training(lambda: space.build(arch), space=space, kind="spos_fixed", recipe=recipe, cfg=cfg,
                         default_steps=lambda per_epoch: DEFAULT_RETRAIN_EPOCHS * per_epoch,
-                        meta={"arch": arch}, desc="retrain")
+                        meta={"arch": arch}, desc="retrain", report_parameters=arch)
 
 
 def load_fixed(path: str | os.PathLike, *, device: str | torch.device = "cpu"

@@ -16,6 +16,7 @@ import torch
 
 from ..devices import resolve_device
 
+
 @dataclass
 class DistInfo:
     """This process's place in a ``torchrun`` job (``enabled=False``: a single process)."""

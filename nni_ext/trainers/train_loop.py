@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..core.metrics import encode_report
 from ..errors import NniExtError
 from .evaluation import evaluate
 from .runtime import DistInfo, capture_rng, distributed, epoch_batches, resolve_device, restore_rng, seed_everything
@@ -236,6 +237,8 @@ class Job:
     report_nni: bool = False
     eval_batch_stats: bool = False
     desc: str = "train"
+    #: reported with the final result under ``architecture`` (:func:`nni_ext.core.metrics.encode_report`)
+    parameters: Mapping[str, Any] | None = None
 
 
 class _Window:
@@ -323,7 +326,8 @@ def fit(trainer: Trainer, job: Job, *, resume_state: Mapping[str, Any] | None = 
     if finished and job.report_nni and dist.is_main and val is not None:
         import nni
 
-        nni.report_final_result({"default": val["top1"], **{k: v for k, v in val.items() if k != "top1"}})
+        nni.report_final_result(encode_report({"default": val["top1"], **{k: v for k, v in val.items() if k != "top1"}},
+                                              job.parameters))
     return TrainResult(step=trainer.step, total_steps=trainer.total_steps, finished=finished, val=val,
                        train_log=train_log, history=history,
                        images_per_second=seen_total * dist.world_size / max(time.perf_counter() - started, 1e-9))
@@ -345,7 +349,8 @@ def _evaluate(trainer: Trainer, job: Job, step: int, per_epoch: int, history: li
         if job.report_nni and step < trainer.total_steps and not math.isnan(row["top1"]):
             import nni
 
-            nni.report_intermediate_result({"default": row["top1"], **{k: v for k, v in row.items() if k != "top1"}})
+            nni.report_intermediate_result(encode_report({"default": row["top1"],
+                                                          **{k: v for k, v in row.items() if k != "top1"}}))
     return row
 
 
@@ -419,13 +424,15 @@ def run_training(model_fn: Callable[[], nn.Module], *, space: Any, kind: str, re
                  default_steps: Callable[[int], int], path_fn: PathFn = lambda step: None,
                  eval_paths: Sequence[PathT] = (None,), stateful: Mapping[str, Any] | None = None,
                  find_unused_parameters: bool = False, eval_batch_stats: bool = False,
-                 meta: Mapping[str, Any] | None = None, desc: str = "train") -> TrainResult:
+                 meta: Mapping[str, Any] | None = None, desc: str = "train",
+                 report_parameters: Mapping[str, Any] | None = None) -> TrainResult:
     """Set up devices, DDP, loaders and resuming, then :func:`fit`; the shared body of supernet and retrain.
 
     ``model_fn`` builds the network after seeding; ``default_steps(steps_per_epoch)`` is the length
-    when the recipe gives neither steps nor epochs; ``meta`` is stored in every checkpoint.
+    when the recipe gives neither steps nor epochs; ``meta`` is stored in every checkpoint;
+    ``report_parameters`` (the trial's architecture) is reported with the final result under nnictl.
     """
-    from ..trial import in_nni_trial
+    from ..runner import in_nni_trial
     from .checkpoint import read_checkpoint, save_checkpoint
 
     recipe.check()
@@ -458,7 +465,8 @@ def run_training(model_fn: Callable[[], nn.Module], *, space: Any, kind: str, re
                                    **dict(meta or {}), **state)
 
         job = Job(train_loader, val_loader, path_fn=path_fn, eval_paths=eval_paths, save=save, stateful=stateful,
-                  report_nni=in_nni_trial(), eval_batch_stats=eval_batch_stats, desc=desc)
+                  report_nni=in_nni_trial(), eval_batch_stats=eval_batch_stats, desc=desc,
+                  parameters=report_parameters)
         result = fit(trainer, job, resume_state=ckpt)
     result.checkpoint = cfg.checkpoint
     return result

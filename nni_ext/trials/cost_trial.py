@@ -12,6 +12,7 @@ import json
 import sys
 from typing import Sequence
 
+from ._runner import run_guarded
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -26,10 +27,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from ..cli.common import parse_space_args, run_guarded
     from ..cost import CostTable, measure_latency
     from ..spaces import create_space
-    from ..trial import get_next_architecture, in_nni_trial, load_architecture, report_final
+    from ._runner import get_next_architecture, in_nni_trial, load_architecture, parse_space_args, report_final
 
     args = parse_args(argv)
 
@@ -41,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cost = CostTable.cached(space, size).cost(arch)
         metrics: dict[str, float] = {"default": cost.flops / 1e6, "flops": cost.flops, "params": cost.params}
         if args.measure_latency:
-            metrics["latency"] = measure_latency(space.build(arch), size).median_ms
+            metrics["latency_ms"] = measure_latency(space.build(arch), size).median_ms
         if in_nni_trial():
             report_final(metrics, arch)
         print(json.dumps(metrics))

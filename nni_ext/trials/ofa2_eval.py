@@ -7,7 +7,7 @@ sub-network with inherited weights, resets and re-estimates its BatchNorm statis
 2,000 images, train-mode forward passes without gradients), evaluates on the held-out split
 at ``r`` and reports::
 
-    {"default": top1, "top5": ..., "flops": MACs, "params": ..., "latency": ms (with --latency-tables
+    {"default": top1, "top5": ..., "flops": MACs, "params": ..., "latency_ms": ms (with --latency-tables
      or --measure-latency), "top1_before_recalibration": ... (with --eval-before)}
 
 Accuracies are fractions; FLOPs/params are counted exactly on the built sub-network. As an
@@ -33,71 +33,14 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import pickle
 import sys
 import time
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import Sequence
 
 from ..errors import NniExtError
-from ..cli.common import parse_resolutions
+from ..ofa2.supernet import load_supernet
+from ._runner import parse_resolutions, trial_main
 from .ofa2_predictor_trial import latency_model, read_architecture
-
-if TYPE_CHECKING:
-    from torch import nn
-
-
-def load_supernet(path: str | os.PathLike, *, dropout: float = 0.1) -> nn.Module:
-    """An OFA MobileNetV3 w1.2 supernet with the weights of a checkpoint, on the CPU (classes: the classifier's rows).
-
-    Accepts a plain state dict or ``{"state_dict": ...}`` (OFA's published ``ofa_mbv3_d234_e346_k357_w1.2``
-    and ``nni-ext ofa2 init-supernet``); OFA's own loader maps its older key names. Nothing is downloaded.
-    Errors (missing file, another network) are :class:`NniExtError` naming the file and the problem.
-    """
-    import torch
-
-    from ..spaces.ofa_mbv3 import WIDTH_MULT, build_supernet
-
-    path = Path(path)
-    if not path.is_file():
-        raise NniExtError(f"supernet checkpoint {path} not found; give OFA's ofa_mbv3_d234_e346_k357_w1.2 weights "
-                          "or a file written by `nni-ext ofa2 init-supernet`")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise NniExtError(f"cannot read supernet checkpoint {path}: not a PyTorch file of tensors only (if it is "
-                          "a checkpoint you trust, re-save just its state dict)") from None
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
-        raise NniExtError(f"cannot read supernet checkpoint {path}: {str(exc).splitlines()[0]}") from None
-    if isinstance(state, Mapping) and "state_dict" in state:
-        state = state["state_dict"]
-    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise NniExtError(f"supernet checkpoint {path} holds no state dict (a mapping of tensors, or "
-                          "{'state_dict': ...})")
-    heads = [v for k, v in state.items() if k.startswith("classifier.") and k.endswith("weight") and v.dim() == 2]
-    if len(heads) != 1:
-        raise NniExtError(f"supernet checkpoint {path} has no classifier weight (classifier.*.weight); it is not "
-                          "an OFA MobileNetV3 supernet")
-    supernet = build_supernet(num_classes=int(heads[0].shape[0]), dropout=dropout)
-
-    def tensors(keys: Any) -> int:
-        return sum(1 for k in keys if not k.endswith("num_batches_tracked"))
-
-    found, expected = tensors(state), tensors(supernet.state_dict())
-    problem = f"it holds {found} tensors, the supernet has {expected}" if found != expected else ""
-    if not problem:
-        try:
-            supernet.load_state_dict(dict(state))  # OFA's override: renames keys of older checkpoints
-        except (AssertionError, ValueError, KeyError) as exc:
-            problem = f"unexpected key {str(exc).strip(chr(39))!r}"
-        except RuntimeError as exc:  # torch: "Error(s) in loading ...:\n\tsize mismatch for ...: ..."
-            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-            problem = lines[1] if len(lines) > 1 else lines[0]
-    if problem:
-        raise NniExtError(f"supernet checkpoint {path} does not fit OFA MobileNetV3 w{WIDTH_MULT} (ks 3/5/7, e 3/4/6, "
-                          f"d 2/3/4): {problem}")
-    return supernet
 
 
 def build_arg_parser() -> argparse.ArgumentParser:
@@ -118,8 +61,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-before", action="store_true",
                    help="also evaluate before recalibration (intermediate result 'top1_before_recalibration')")
     p.add_argument("--latency-tables", help="folder of OFA <resolution>_lookup_table.yaml files or one table: "
-                                            "report 'latency' (ms) from it")
-    p.add_argument("--measure-latency", action="store_true", help="report 'latency' (ms) measured on --device")
+                                            "report 'latency_ms' from it")
+    p.add_argument("--measure-latency", action="store_true", help="report 'latency_ms' measured on --device")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     p.add_argument("--backend", choices=["auto", "dali", "torchvision"], default="auto")
     p.add_argument("--workers", type=int, default=2, help="loader worker processes/threads")
@@ -138,7 +81,7 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     from ..devices import resolve_device
     from ..spaces.ofa_mbv3 import OfaMbv3Space, subnet, to_ofa
     from ..trainers.evaluation import evaluate, recalibrate_batchnorm
-    from ..trial import get_next_architecture, in_nni_trial, report_final
+    from ._runner import get_next_architecture, in_nni_trial, report_final, report_intermediate
 
     if args.calib_images < 0 or args.calib_batch_size < 1:
         raise NniExtError(f"--calib-images {args.calib_images} must be >= 0 and --calib-batch-size "
@@ -164,14 +107,10 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     prep = Preprocessing.for_crop(resolution)
     val = build_loader(args.data, args.val_split, batch_size=args.val_batch_size, train=False, backend=args.backend,
                        device=device, preprocessing=prep, num_workers=args.workers, max_per_class=args.val_per_class)
-    report = in_nni_trial()
     metrics: dict[str, float] = {}
     if args.eval_before:
         metrics["top1_before_recalibration"] = evaluate(model, val)["top1"]
-        if report:
-            import nni
-
-            nni.report_intermediate_result({"default": metrics["top1_before_recalibration"], "stage": 0})
+        report_intermediate({"default": metrics["top1_before_recalibration"], "stage": 0})
     calibrated = 0
     if args.calib_images:
         batch = min(args.calib_batch_size, args.calib_images)
@@ -182,18 +121,16 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     metrics = {"default": after["top1"], "top5": after["top5"], "flops": cost.flops, "params": cost.params,
                **metrics, "calib_images": calibrated, "val_images": after["images"]}
     if latency is not None:
-        metrics["latency"] = float(latency.latency(latency.space.to_matrix([arch]))[0])
+        metrics["latency_ms"] = float(latency.latency(latency.space.to_matrix([arch]))[0])
     elif args.measure_latency:
-        metrics["latency"] = measure_latency(model, resolution, device=device).median_ms
+        metrics["latency_ms"] = measure_latency(model, resolution, device=device).median_ms
     metrics["seconds"] = time.perf_counter() - start
-    if report:
+    if in_nni_trial():
         report_final(metrics, arch)
     return metrics
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from ..cli.common import trial_main
-
     return trial_main(build_arg_parser(), run, argv)
 
 

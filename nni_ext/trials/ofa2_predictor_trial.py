@@ -5,7 +5,7 @@ The nnictl side of ``nni-ext ofa2 search``: each trial takes its architecture fr
 reports in milliseconds what the in-process search computes for a whole population::
 
     {"default": predicted top-1 (fraction), "top1_error": %, "flops": MACs, "params": ...,
-     "latency": ms (with --latency-tables)}
+     "latency_ms": ms (with --latency-tables)}
 
 Run NSGA-II over it with ``configs/ofa2_predictor_nsga2.yml`` (objectives ``default: maximize``,
 ``latency: minimize``) and watch the front in NNI's web UI. Standalone::
@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..cli.common import parse_resolutions
+from ._runner import parse_resolutions, trial_main
 
 
 def build_arg_parser() -> argparse.ArgumentParser:
@@ -34,7 +34,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--predictor", required=True, help="accuracy predictor state dict (OFA's acc_predictor.pth or "
                                                       "`nni-ext ofa2 fit-predictor` output)")
     p.add_argument("--latency-tables", help="folder of OFA <resolution>_lookup_table.yaml files (e.g. note10/) or "
-                                            "one table file: report 'latency' (ms)")
+                                            "one table file: report 'latency_ms'")
     p.add_argument("--resolutions", type=parse_resolutions, default=None,
                    help="comma-separated input resolutions of the space (default 160,176,192,208,224)")
     p.add_argument("--arch", help="architecture JSON (NNI labels or an OFA dict) for a standalone run")
@@ -44,7 +44,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
 def read_architecture(path: str, space: Any) -> dict[str, Any]:
     """An architecture file as NNI labels: either the labels themselves or OFA's ``{"ks", "e", "d", "r"}``."""
     from ..spaces.ofa_mbv3 import from_ofa
-    from ..trial import load_architecture
+    from ._runner import load_architecture
 
     data = load_architecture(path)
     return from_ofa(data, space) if "ks" in data else data
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     from ..cost import CostTable
     from ..ofa2 import AccuracyPredictor
     from ..spaces.ofa_mbv3 import OfaMbv3Space
-    from ..trial import get_next_architecture, in_nni_trial, report_final
+    from ._runner import get_next_architecture, in_nni_trial, report_final
 
     start = time.perf_counter()
     space = OfaMbv3Space(resolutions=args.resolutions) if args.resolutions else OfaMbv3Space()
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     metrics: dict[str, float] = {"default": top1, "top1_error": 100.0 * (1.0 - top1), "flops": cost.flops,
                                  "params": cost.params}
     if latency is not None:
-        metrics["latency"] = float(latency.latency(X)[0])
+        metrics["latency_ms"] = float(latency.latency(X)[0])
     metrics["seconds"] = time.perf_counter() - start
     if in_nni_trial():
         report_final(metrics, arch)
@@ -87,8 +87,6 @@ def run(args: argparse.Namespace) -> dict[str, float]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from ..cli.common import trial_main
-
     return trial_main(build_arg_parser(), run, argv)
 
 

@@ -33,10 +33,9 @@ import sys
 import time
 from typing import Any, Sequence
 
+from ..ensemble.members import PARAM, parse_members
 from ..errors import NniExtError
-from ..cli.common import parse_resolutions
-
-PARAM = "members"
+from ._runner import parse_resolutions, trial_main
 
 
 def build_arg_parser() -> argparse.ArgumentParser:
@@ -71,14 +70,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
 
 def trial_members(fallback: str | None) -> tuple[list[int], dict[str, Any]]:
     """``(indices, parameters)``: from the tuner under nnictl, else from ``--members``."""
-    from ..trial import in_nni_trial
-    from ..tuners._ofa3_ensemble import parse_members
+    from ._runner import next_parameters
 
-    params: Any = None
-    if in_nni_trial():
-        import nni
-
-        params = nni.get_next_parameter()
+    params: Any = next_parameters()
     if not params:
         if not fallback:
             raise NniExtError("no ensemble: not running under nnictl and no --members given (e.g. --members 0,3)")
@@ -111,7 +105,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from ..cost import measure_latency
     from ..devices import resolve_device
     from ..ensemble.predict import MemberRunner, open_population, read_population
-    from ..trial import in_nni_trial, report_final
+    from ._runner import in_nni_trial, report_final
 
     if args.calib_images < 0 or args.calib_batch_size < 1 or args.batch_size < 1:
         raise NniExtError(f"--calib-images {args.calib_images} must be >= 0 and --calib-batch-size "
@@ -159,8 +153,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from ..cli.common import trial_main
-
     return trial_main(build_arg_parser(), run, argv)
 
 

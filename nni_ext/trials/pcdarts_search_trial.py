@@ -16,7 +16,8 @@ from __future__ import annotations
 import argparse
 from typing import Any, Sequence
 
-from ..cli.pcdarts_args import add_search_options, apply_threads, search_config
+from ..trainers.pcdarts_options import add_search_options, apply_threads, search_config
+from ._runner import trial_main
 
 PARAMETER = "nu"
 
@@ -31,13 +32,11 @@ def build_arg_parser() -> argparse.ArgumentParser:
 def trial_parameters(fallback: float | None) -> tuple[float | None, dict[str, Any]]:
     """``(nu, parameters)`` from NNI inside an nnictl trial, else ``(fallback, {"nu": fallback})``."""
     from ..errors import NniExtError
-    from ..trial import in_nni_trial
+    from ._runner import in_nni_trial, next_parameters
 
     if not in_nni_trial():
         return fallback, {PARAMETER: fallback}
-    import nni
-
-    params = nni.get_next_parameter() or {}
+    params = next_parameters() or {}
     if PARAMETER not in params:
         raise NniExtError(f"the trial's parameters {params} have no {PARAMETER!r}; the search space must declare it "
                           f"(e.g. {{\"nu\": {{\"_type\": \"uniform\", \"_value\": [0, 1]}}}})")
@@ -46,29 +45,23 @@ def trial_parameters(fallback: float | None) -> tuple[float | None, dict[str, An
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from ..trainers.pcdarts_search import run_search
-    from ..trial import in_nni_trial, report_final
+    from ._runner import in_nni_trial, report_final, report_intermediate
 
     apply_threads(args)
     nu, params = trial_parameters(args.nu)
     cfg = search_config(args, nu=nu)
-    nnictl = in_nni_trial()
 
     def on_epoch(record: dict[str, Any]) -> None:
-        if nnictl:
-            import nni
-
-            nni.report_intermediate_result({"default": record["valid_acc"], "criterion_loss": record["criterion_loss"],
-                                            "reg_loss": record["reg_loss"]})
+        report_intermediate({"default": record["valid_acc"], "criterion_loss": record["criterion_loss"],
+                             "reg_loss": record["reg_loss"]})
 
     result = run_search(cfg, on_epoch=on_epoch)
-    if nnictl:
+    if in_nni_trial():
         report_final(result.metrics, params)
     return result.metrics
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from ..cli.common import trial_main
-
     return trial_main(build_arg_parser(), run, argv)
 
 

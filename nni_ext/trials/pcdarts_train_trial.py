@@ -18,15 +18,15 @@ import argparse
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..cli.pcdarts_args import DATA_HELP, apply_threads
+from ..trainers.pcdarts_options import DATA_HELP, add_train_options, apply_threads, train_config
+from ._runner import trial_main
 
 PARAMETER = "genotype"
 
 
 def build_arg_parser() -> argparse.ArgumentParser:
-    from ..cli.pcdarts_cmd import add_train_options
-
-    p = argparse.ArgumentParser(prog="python -m nni_ext.trials.pcdarts_train_trial", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m nni_ext.trials.pcdarts_train_trial",
+                                description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True, help=DATA_HELP)
     p.add_argument("--out-root", default="runs/pcdarts-train", help="one sub-folder per genotype, and memory.csv")
     p.add_argument("--genotypes", default=None, help="genotypes file (.py or .json) the names come from")
@@ -51,17 +51,14 @@ def resolve(name: str, genotypes_file: str | None) -> str:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from ..cli.pcdarts_cmd import train_config
     from ..errors import NniExtError
     from ..trainers.pcdarts_train import train_many
-    from ..trial import in_nni_trial, report_final
+    from ._runner import in_nni_trial, next_parameters, report_final, report_intermediate
 
     apply_threads(args)
     params: dict[str, Any] = {PARAMETER: args.genotype}
     if in_nni_trial():
-        import nni
-
-        params = dict(nni.get_next_parameter() or {})
+        params = next_parameters() or {}
     name = params.get(PARAMETER)
     if not name:
         raise NniExtError(f"no genotype to train: give --genotype, or a search space with a {PARAMETER!r} choice")
@@ -69,10 +66,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     base = train_config(args, spec, str(Path(args.out_root) / str(name)))
 
     def on_epoch(record: dict[str, Any]) -> None:
-        if in_nni_trial():
-            import nni
-
-            nni.report_intermediate_result({"default": record["test_acc"], "train_loss": record["train_loss"]})
+        report_intermediate({"default": record["test_acc"], "train_loss": record["train_loss"]})
 
     outcome = train_many(base, [spec], out_root=args.out_root, memory_margin_mb=args.memory_margin_mb,
                          names=[str(name)], on_epoch=on_epoch)[0]
@@ -82,8 +76,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from ..cli.common import trial_main
-
     return trial_main(build_arg_parser(), run, argv)
 
 

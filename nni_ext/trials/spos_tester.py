@@ -6,7 +6,7 @@ result, resets and re-estimates the BN statistics of the path on training batche
 200 batches of 128 images, train mode, no gradients), evaluates on the validation set (or a
 fixed class-balanced subset) and reports::
 
-    {"default": top1, "top5": ..., "flops": ..., "params": ..., "latency": ... (when configured),
+    {"default": top1, "top5": ..., "flops": ..., "params": ..., "latency_ms": ... (when configured),
      "top1_before_recalibration": ...}
 
 Accuracies are fractions. As an nnictl trialCommand::
@@ -19,6 +19,8 @@ import argparse
 import sys
 import time
 from typing import Sequence
+
+from ._runner import trial_main
 
 
 def build_arg_parser() -> argparse.ArgumentParser:
@@ -39,8 +41,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
                    help="BGR 0..255 input of the official checkpoints (default: as the supernet was trained)")
     p.add_argument("--min-area", type=float, default=None,
                    help="random-resized-crop area of the recalibration batches (default: as in training)")
-    p.add_argument("--latency-table", help="per-layer latency table: report 'latency' (ms) from it")
-    p.add_argument("--measure-latency", action="store_true", help="report 'latency' measured on --latency-device")
+    p.add_argument("--latency-table", help="per-layer latency table: report 'latency_ms' from it")
+    p.add_argument("--measure-latency", action="store_true", help="report 'latency_ms' measured on --latency-device")
     p.add_argument("--latency-device", default="cpu")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0, help="seed of the recalibration batches")
@@ -60,7 +62,7 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     from ..errors import NniExtError
     from ..trainers.checkpoint import read_checkpoint, space_of, supernet_from_checkpoint
     from ..trainers.evaluation import evaluate, recalibrate_batchnorm
-    from ..trial import get_next_architecture, in_nni_trial, load_architecture, report_final
+    from ._runner import get_next_architecture, in_nni_trial, load_architecture, report_final, report_intermediate
 
     if args.recal_batches < 0:
         raise NniExtError(f"--recal-batches {args.recal_batches} must be >= 0")
@@ -89,12 +91,8 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     def forward(x: torch.Tensor) -> torch.Tensor:
         return model(x, path)
 
-    report = in_nni_trial()
     before = evaluate(forward, val)
-    if report:
-        import nni
-
-        nni.report_intermediate_result({"default": before["top1"], "stage": 0})
+    report_intermediate({"default": before["top1"], "stage": 0})
     if args.recal_batches:
         train = build_loader(args.data, "train", batch_size=args.recal_batch_size, train=True, backend=args.backend,
                              device=device, preprocessing=prep, num_workers=args.workers, seed=args.seed)
@@ -105,17 +103,15 @@ def run(args: argparse.Namespace) -> dict[str, float]:
                                  "params": cost.params, "top1_before_recalibration": before["top1"],
                                  "val_images": after["images"], "seconds": time.perf_counter() - start}
     if args.latency_table:
-        metrics["latency"] = LatencyTable.load(args.latency_table).predict(space.latency_keys(arch, crop))
+        metrics["latency_ms"] = LatencyTable.load(args.latency_table).predict(space.latency_keys(arch, crop))
     elif args.measure_latency:
-        metrics["latency"] = measure_latency(space.build(arch), crop, device=args.latency_device).median_ms
-    if report:
+        metrics["latency_ms"] = measure_latency(space.build(arch), crop, device=args.latency_device).median_ms
+    if in_nni_trial():
         report_final(metrics, arch)
     return metrics
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from ..cli.common import trial_main
-
     return trial_main(build_arg_parser(), run, argv)
 
 

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 from ._constrained_random import ConstrainedRandomTuner as ConstrainedRandomTuner
+from ._moo import AGEMOEATuner as AGEMOEATuner
 from ._moo import MultiObjectiveTuner as MultiObjectiveTuner
 from ._moo import NSGA2Tuner as NSGA2Tuner
+from ._moo import NSGA3Tuner as NSGA3Tuner
 from ._moo import SMSEMOATuner as SMSEMOATuner
 from ._moo import SPEA2Tuner as SPEA2Tuner
 from ._ofa3_ensemble import OFA3EnsembleTuner as OFA3EnsembleTuner
@@ -15,6 +17,6 @@ from .base import register_tuner as register_tuner
 from .base import registered_tuners as registered_tuners
 from .params import ParameterSpace as ParameterSpace
 
-__all__ = ["BaseTuner", "ConstrainedRandomTuner", "EvolutionWithFlops", "EvolutionWithLatency", "MultiObjectiveTuner",
-           "NSGA2Tuner", "OFA3EnsembleTuner", "ParameterSpace", "RegularizationSweep", "SMSEMOATuner", "SPEA2Tuner",
-           "register_tuner", "registered_tuners"]
+__all__ = ["AGEMOEATuner", "BaseTuner", "ConstrainedRandomTuner", "EvolutionWithFlops", "EvolutionWithLatency",
+           "MultiObjectiveTuner", "NSGA2Tuner", "NSGA3Tuner", "OFA3EnsembleTuner", "ParameterSpace",
+           "RegularizationSweep", "SMSEMOATuner", "SPEA2Tuner", "register_tuner", "registered_tuners"]

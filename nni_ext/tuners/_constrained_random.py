@@ -11,8 +11,8 @@ import logging
 import math
 from typing import Any, Mapping
 
-from ..constraints import parse_constraints
-from .base import BaseTuner, register_tuner
+from ..core.constraints import parse_constraints
+from ..core.tuner import BaseTuner, check_int, register_tuner, tuner_output_dir
 
 logger = logging.getLogger(__name__)
 COST_METRICS = ("flops", "params")
@@ -29,6 +29,8 @@ class ConstrainedRandomTuner(BaseTuner):
         input_size: input resolution for the cost model (default: the space's).
         constraints: ``{"flops": "<= 330e6", "params": "<= 3.5e6"}``.
         max_draws: random draws per proposal before giving up on feasibility.
+        objectives: what the archive's front and hypervolume are over (default ``{default: maximize}``).
+        output_dir: where the archive files go (default ``<experiment dir>/random``).
         seed: random seed (drawn and logged when ``None``).
 
     YAML::
@@ -40,8 +42,15 @@ class ConstrainedRandomTuner(BaseTuner):
 
     def __init__(self, *, space: str | None = None, space_args: Mapping[str, Any] | None = None,
                  input_size: int | None = None, constraints: Mapping[str, Any] | None = None, max_draws: int = 500,
+                 objectives: Mapping[str, str] | None = None, output_dir: str | None = None,
                  seed: int | None = None) -> None:
-        super().__init__(seed=seed)
+        check_int("max_draws", max_draws, 1)
+        check_int("input_size", input_size, 1, optional=True)
+        if space is not None and not isinstance(space, str):
+            raise ValueError(f"space={space!r} must be the name of a registered nni_ext space, e.g. 'spos'")
+        # the constraints are checked before dispatch (with the cost model), not on the trials' reports
+        super().__init__(seed=seed, objectives=objectives or {"default": "maximize"},
+                         output_dir=tuner_output_dir(output_dir, "random"))
         self.constraints = parse_constraints(constraints)
         unknown = [c.metric for c in self.constraints if c.metric not in COST_METRICS]
         if unknown:
@@ -49,8 +58,6 @@ class ConstrainedRandomTuner(BaseTuner):
                              f"ConstrainedRandom supports {', '.join(COST_METRICS)}")
         if self.constraints and space is None:
             raise ValueError("cost constraints need classArgs 'space' (a registered nni_ext space, e.g. 'spos')")
-        if max_draws < 1:
-            raise ValueError(f"max_draws={max_draws} must be >= 1")
         self.max_draws = max_draws
         self.cost_table = None
         if space is not None:
@@ -59,7 +66,11 @@ class ConstrainedRandomTuner(BaseTuner):
 
             self.nas_space = create_space(space, **dict(space_args or {}))
             self.cost_table = CostTable.cached(self.nas_space, input_size)
-        self.seen: set[str] = set()
+
+    @classmethod
+    def contract_case(cls, workdir: Any) -> dict[str, Any]:
+        """What the tuner contract tests run: plain random search over every NNI ``_type``."""
+        return {"class_args": {}, "report": lambda p, i: {"default": float(i % 5) / 5}}
 
     def _on_search_space(self) -> None:
         assert self.space is not None
@@ -79,8 +90,7 @@ class ConstrainedRandomTuner(BaseTuner):
         best, best_violation = None, math.inf
         for _ in range(self.max_draws):
             params = self.space.sample(self.rng)
-            key = repr(sorted(params.items()))
-            if key in self.seen:
+            if self.archive.seen(params):
                 continue
             v = self.violation(params)
             if v < best_violation:
@@ -92,5 +102,4 @@ class ConstrainedRandomTuner(BaseTuner):
         elif best_violation > 0:
             logger.warning("ConstrainedRandom: no feasible point in %d draws; dispatching the least violating "
                            "(violation %.3g)", self.max_draws, best_violation)
-        self.seen.add(repr(sorted(best.items())))
         return best

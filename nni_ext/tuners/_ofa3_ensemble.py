@@ -17,7 +17,8 @@ file and this tuner checks that it declares ``members``. Give a one-entry choice
 Which ensembles are dispatched: with ``max_ensembles`` unset, every efficient ensemble of the front.
 Otherwise ``order`` picks them: ``accuracy`` (default) takes the ``max_ensembles`` most accurate on
 the search tables (ties: the faster first); ``spread`` takes ensembles evenly spaced along the front
-from the fastest to the most accurate. Dispatch order: most accurate first for ``accuracy``, fastest first for ``spread``.
+from the fastest to the most accurate. Dispatch order: most accurate first for ``accuracy``, fastest first
+for ``spread``.
 When the front holds fewer than ``max_ensembles`` ensembles, it is topped up with the best of the
 others (next non-dominated layers of the front's one-member-changed neighbours and random ensembles,
 or of every ensemble when there are at most 4096), marked ``"efficient": false``, so exactly
@@ -61,7 +62,6 @@ import json
 import logging
 import math
 import os
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -70,11 +70,12 @@ import numpy as np
 from nni import NoMoreTrialError
 
 from .._io import atomic_write_json
-from .base import BaseTuner, register_tuner, tuner_output_dir
+from ..core.archive import Record
+from ..core.tuner import BaseTuner, check_choice, check_int, register_tuner, tuner_output_dir
+from ..ensemble.members import PARAM, member_index, parse_members
 
 logger = logging.getLogger(__name__)
 ORDERS = ("accuracy", "spread")
-PARAM = "members"
 
 
 def resolve_path(path: str | os.PathLike) -> Path:
@@ -91,32 +92,6 @@ def resolve_path(path: str | os.PathLike) -> Path:
     if os.environ.get("NNI_LOG_DIRECTORY") and code_dir and (Path(code_dir) / p).exists():
         return Path(code_dir) / p
     return p
-
-
-def member_index(name: str, position: int) -> int:
-    """The population index of a table model: the number of ``model_07``, else its position in the tables."""
-    m = re.fullmatch(r"model_(\d+)", name)
-    return int(m.group(1)) if m else position
-
-
-def parse_members(value: Any) -> list[int]:
-    """Population indices from ``"[0, 3, 7]"``, ``"0,3,7"`` or a list; sorted, distinct, non-negative."""
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            value = json.loads(text) if text.startswith("[") else [int(v) for v in text.split(",") if v.strip()]
-        except ValueError:
-            raise ValueError(f"members {text!r}: give population indices as '[0, 3, 7]' or '0,3,7'") from None
-    if not isinstance(value, (list, tuple)) or not value:
-        raise ValueError(f"members {value!r}: give a non-empty list of population indices")
-    out = []
-    for v in value:
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
-            raise ValueError(f"members {list(value)!r}: {v!r} is not a population index (an integer >= 0)")
-        out.append(int(v))
-    if len(set(out)) != len(out):
-        raise ValueError(f"members {out}: an index is repeated")
-    return sorted(out)
 
 
 ENUMERATE_UP_TO = 4096
@@ -182,25 +157,46 @@ class OFA3EnsembleTuner(BaseTuner):
                  generations: int = 200, min_members: int = 1, seed: int | None = 1,
                  max_ensembles: int | None = None, order: str = "accuracy", algorithm: str = "nsga2",
                  val_tables: str | None = None, output_dir: str | None = None) -> None:
-        super().__init__(seed=seed)
         if criterion not in ("max", "sum"):
             raise ValueError(f"criterion={criterion!r}; use 'max' (parallel members) or 'sum' (sequential)")
-        if order not in ORDERS:
-            raise ValueError(f"order={order!r}; use one of {', '.join(ORDERS)}")
-        if max_ensembles is not None and (isinstance(max_ensembles, bool) or not isinstance(max_ensembles, int)
-                                          or max_ensembles < 1):
-            raise ValueError(f"max_ensembles={max_ensembles!r} must be a positive integer or left out")
+        check_choice("order", order, ORDERS)
+        check_int("max_ensembles", max_ensembles, 1, optional=True)
         for name, value in (("population", population), ("generations", generations), ("min_members", min_members)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}={value!r} must be a positive integer")
+            check_int(name, value, 1)
+        for name, value in (("tables", tables), ("latency", latency)):
+            if not isinstance(value, (str, os.PathLike)):
+                raise ValueError(f"{name}={value!r} must be a path (a folder of tables / a latency CSV)")
+        from ..core.algorithms import canonical_algorithm
+
+        algorithm = canonical_algorithm(algorithm)
+        super().__init__(seed=seed, objectives={"default": "maximize", f"latency_{criterion}": "minimize"},
+                         output_dir=tuner_output_dir(output_dir, "ofa3"))
         self.tables_dir, self.latency_path = resolve_path(tables), resolve_path(latency)
         self.val_dir = resolve_path(val_tables) if val_tables else None
         self.criterion, self.population, self.generations = criterion, population, generations
         self.min_members, self.max_ensembles, self.order, self.algorithm = min_members, max_ensembles, order, algorithm
-        self.out = tuner_output_dir(output_dir, "ofa3")
+        self.out = self.output_dir
         self.ensembles: list[dict[str, Any]] | None = None
         self.selection: Any = None
         self._next = 0
+
+    #: the parameter is a JSON list of members, not one of the declared choice's values
+    check_foreign_in_space = False
+    supported_types = ("choice",)
+
+    @classmethod
+    def contract_case(cls, workdir: Any) -> dict[str, Any]:
+        """What the tuner contract tests run: tables of 6 synthetic models written to ``workdir``."""
+        from ..ensemble.tables import synthetic_latency, synthetic_tables, write_latency, write_tables
+
+        tables = synthetic_tables(models=6, images=200, classes=5, seed=0)
+        write_tables(tables, Path(workdir) / "tables")
+        write_latency(Path(workdir) / "latency.csv", tables.names, synthetic_latency(tables, seed=0))
+        return {"class_args": {"tables": str(Path(workdir) / "tables"), "latency": str(Path(workdir) / "latency.csv"),
+                               "population": 8, "generations": 5, "min_members": 1},
+                "search_space": {PARAM: {"_type": "choice", "_value": ["chosen by the OFA3Ensemble tuner"]}},
+                "contains": lambda p: set(p) == {PARAM} and all(0 <= m < 6 for m in parse_members(p[PARAM])),
+                "report": lambda p, i: {"default": 0.5 + 0.01 * (i % 7), "latency_max": 1.0 + i % 3}}
 
     # ------------------------------------------------------------ selection
     def select(self) -> list[dict[str, Any]]:
@@ -213,7 +209,8 @@ class OFA3EnsembleTuner(BaseTuner):
         tables = read_tables(self.tables_dir)
         latency = read_latency(self.latency_path, tables.names)
         if self.min_members > tables.n_models:
-            raise ValueError(f"min_members={self.min_members} exceeds the {tables.n_models} models of {self.tables_dir}")
+            raise ValueError(f"min_members={self.min_members} exceeds the {tables.n_models} models of "
+                             f"{self.tables_dir}")
         feasible = sum(math.comb(tables.n_models, k) for k in range(self.min_members, tables.n_models + 1))
         if self.max_ensembles is not None and self.max_ensembles > feasible:
             raise ValueError(f"max_ensembles={self.max_ensembles}, but only {feasible} distinct ensembles of at least "
@@ -307,13 +304,16 @@ class OFA3EnsembleTuner(BaseTuner):
         self._write()
         return {PARAM: json.dumps(ens["members"])}
 
-    def _tell(self, parameters: dict[str, Any], metrics: dict[str, float]) -> None:
-        super()._tell(parameters, metrics)
-        ens = self._find(parameters.get(PARAM))
-        if ens is None:
-            logger.warning("OFA3Ensemble: a result for members %r, not a chosen ensemble", parameters.get(PARAM))
+    def _tell(self, record: Record) -> None:
+        if not record.metrics:  # ended without a result: it may be dispatched again after a resume
             return
-        ens["measured"] = {k: (v if np.isfinite(v) else None) for k, v in metrics.items()}
+        ens = self._find(record.params.get(PARAM))
+        if ens is None:
+            logger.warning("OFA3Ensemble: a result for members %r, not a chosen ensemble", record.params.get(PARAM))
+            return
+        ens["measured"] = {k: (v if np.isfinite(v) else None) for k, v in record.metrics.items()}
+
+    def _write_files(self) -> None:
         self._write()
 
 

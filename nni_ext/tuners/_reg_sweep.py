@@ -6,56 +6,21 @@ import logging
 import math
 import threading
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from nni import NoMoreTrialError
 
 from .._io import atomic_write_csv, atomic_write_json
+from ..core.archive import Record
+from ..core.tuner import BaseTuner, check_int, check_number, register_tuner, tuner_output_dir
 from ..sweep import front_order, normalised_gaps, open_gaps, was_tried
-from .base import (
-    BaseTuner,
-    decode_metric,
-    normalize_metrics,
-    register_tuner,
-    reported_parameters,
-    tuner_output_dir,
-)
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass
-class SweepTrial:
-    """One tried ν: proposed (``running``), finished (``ok``) or ``failed``; imported ones have no id."""
-
-    nu: float
-    params: dict[str, Any]
-    parameter_id: int | None
-    status: str = "running"  # running | ok | failed
-    reg: float = math.nan
-    crit: float = math.nan
-    default: float = math.nan
-    reason: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)  # other scalar metric entries (params, flops, genotype)
-
-
 def _number(value: float) -> float | None:
     return value if math.isfinite(value) else None
-
-
-def _extras(raw: Any, skip: set[str]) -> dict[str, Any]:
-    if not isinstance(raw, Mapping):
-        return {}
-    out = {}
-    for key, value in raw.items():
-        if key in skip or key == "architecture":
-            continue
-        if isinstance(value, str) or (isinstance(value, (int, float)) and not isinstance(value, bool)
-                                      and math.isfinite(value)):
-            out[str(key)] = value
-    return out
 
 
 @register_tuner("RegularizationSweep")
@@ -137,7 +102,7 @@ class RegularizationSweep(BaseTuner):
         ...     nu = tuner.generate_parameters(pid)["nu"]
         ...     tuner.receive_trial_result(pid, {}, {"reg_loss": (1 - nu) ** 2, "criterion_loss": nu ** 2})
         ...     tuner.trial_end(pid, True)
-        >>> [round(t.nu, 6) for t in tuner.trials]
+        >>> [round(nu, 6) for nu in tuner.tried()]
         [0.2, 0.0, 0.1, 0.15]
         >>> tuner.generate_parameters(4)  # doctest: +ELLIPSIS
         Traceback (most recent call last):
@@ -148,7 +113,6 @@ class RegularizationSweep(BaseTuner):
     def __init__(self, *, parameter: str = "nu", initial: Sequence[float] = (0.2, 0.0), delta: float = 0.15,
                  max_trials: int | None = None, reg_key: str = "reg_loss", criterion_key: str = "criterion_loss",
                  output_dir: str | None = None) -> None:
-        super().__init__(seed=0)  # deterministic: no random choice is made
         if not isinstance(parameter, str) or not parameter:
             raise ValueError(f"parameter={parameter!r} must be the (non-empty) name of ν in the search space")
         if isinstance(initial, (int, float)):
@@ -162,22 +126,20 @@ class RegularizationSweep(BaseTuner):
             if was_tried(float(v), values):
                 raise ValueError(f"initial={list(initial)!r} names {v!r} twice")
             values.append(float(v))
-        if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not (0 < delta < math.inf):
-            raise ValueError(f"delta={delta!r} must be a positive number (a normalised distance, e.g. 0.15)")
-        if max_trials is not None and (isinstance(max_trials, bool) or not isinstance(max_trials, int)
-                                       or max_trials < 1):
-            raise ValueError(f"max_trials={max_trials!r} must be a positive integer or left out")
+        check_number("delta", delta, 0.0, low_open=True)
+        check_int("max_trials", max_trials, 1, optional=True)
         for name, key in (("reg_key", reg_key), ("criterion_key", criterion_key)):
             if not isinstance(key, str) or not key:
                 raise ValueError(f"{name}={key!r} must be a metric key")
         if reg_key == criterion_key:
             raise ValueError(f"reg_key and criterion_key are both {reg_key!r}; they must differ")
+        # deterministic: no random choice is made
+        super().__init__(seed=0, objectives={reg_key: "minimize", criterion_key: "minimize"},
+                         output_dir=tuner_output_dir(output_dir, "sweep"))
         self.parameter, self.initial, self.delta = parameter, values, float(delta)
-        self.max_trials, self.reg_key, self.criterion_key = max_trials, reg_key, criterion_key
-        self.output_dir = tuner_output_dir(output_dir, "sweep")
+        self.max_trials = max_trials
+        self.reg_key, self.criterion_key = self.archive.objectives.keys
         self.fixed: dict[str, Any] = {}
-        self.trials: list[SweepTrial] = []  # every tried ν, in the order tried (imported first)
-        self._by_id: dict[int, SweepTrial] = {}
         self._owed: deque[int] = deque()
         self._callback: Callable[[int, dict[str, Any]], None] | None = None
         self._lock = threading.RLock()  # NNI calls trial_end from another thread than the rest
@@ -202,23 +164,43 @@ class RegularizationSweep(BaseTuner):
                              f"{self.parameter!r} the sweep only passes through choices with one value")
         self.fixed = fixed
 
+    @classmethod
+    def contract_case(cls, workdir: Any) -> dict[str, Any]:
+        """What the tuner contract tests run: ν in [0, 1] and an analytic front (a fixed space: one ``uniform``)."""
+        return {"class_args": {"delta": 0.05, "max_trials": 12},
+                "search_space": {"nu": {"_type": "uniform", "_value": [0, 1]}},
+                "report": lambda p, i: {"reg_loss": (1 - p["nu"]) ** 2, "criterion_loss": p["nu"] ** 2}}
+
     # ------------------------------------------------------------------ state
+    @property
+    def trials(self) -> list[Record]:
+        """Every tried ν's record (pending, succeeded or failed), in the order tried (imported first)."""
+        return list(self.archive.records)
+
+    def nu(self, record: Record) -> float:
+        """The ν of a record."""
+        return float(record.params[self.parameter])
+
     def tried(self) -> list[float]:
         """Every ν tried, being tried or failed (the visited gaps are those whose ν is here)."""
-        return [t.nu for t in self.trials]
+        return [self.nu(r) for r in self.archive.records]
+
+    def _ok(self) -> list[Record]:
+        return [r for r in self.archive.records if r.ok]
 
     def points(self) -> np.ndarray:
-        """``(R, C)`` of every successful trial, in the order of :attr:`trials` (``ok`` ones only)."""
-        return np.array([(t.reg, t.crit) for t in self.trials if t.status == "ok"], dtype=float).reshape(-1, 2)
+        """``(R, C)`` of every successful trial, in the order tried."""
+        return np.array([(r.value(self.reg_key), r.value(self.criterion_key)) for r in self._ok()],
+                        dtype=float).reshape(-1, 2)
 
-    def front(self) -> list[SweepTrial]:
+    def front(self) -> list[Record]:
         """The successful trials on the Pareto front, sorted by reg_loss."""
-        ok = [t for t in self.trials if t.status == "ok"]
+        ok = self._ok()
         return [ok[i] for i in front_order(self.points())]
 
     def running(self) -> int:
         """How many proposed trials have neither a result nor an end yet."""
-        return sum(t.status == "running" for t in self.trials)
+        return len(self.archive.running())
 
     def is_finished(self) -> bool:
         """Nothing runs and nothing is left to propose (no wide unvisited gap, or ``max_trials`` reached)."""
@@ -244,10 +226,7 @@ class RegularizationSweep(BaseTuner):
 
     def _issue(self, parameter_id: int, nu: float, why: str) -> dict[str, Any]:
         params = {**self.fixed, self.parameter: nu}
-        trial = SweepTrial(nu, params, parameter_id)
-        self.trials.append(trial)
-        self._by_id[parameter_id] = trial
-        self.issued[parameter_id] = params
+        self.archive.propose(params, parameter_id)
         logger.debug("RegularizationSweep: trial %d gets %s=%r (%s)", parameter_id, self.parameter, nu, why)
         return params
 
@@ -258,10 +237,10 @@ class RegularizationSweep(BaseTuner):
         with self._lock:
             nu, why = self._next()
             if nu is None:
-                self._write_files()
+                self.write_files()
                 raise NoMoreTrialError(why)
             params = self._issue(parameter_id, nu, why)
-            self._write_files()
+            self.write_files()
             return params
 
     def generate_multiple_parameters(self, parameter_id_list: list[int], **kwargs: Any) -> list[dict[str, Any]]:
@@ -290,77 +269,36 @@ class RegularizationSweep(BaseTuner):
         # ``parameters`` is not trusted: NNI's dispatcher can hand over '' (it overwrites the first id of a
         # partly refused request when it sends NO_MORE_TRIAL_JOBS); the tuner knows what it issued.
         with self._lock:
-            trial = self._by_id.get(parameter_id)
-            if trial is None:  # customized, or a trial of an earlier experiment
-                self._record_new(reported_parameters(value) or dict(parameters or {}), value, None)
-            elif trial.status == "ok":
-                logger.warning("RegularizationSweep: a second result for trial %d ignored", parameter_id)
-                return
-            else:
-                self._finish(trial, value)
-            self._send_owed()
-            self._write_files()
+            super().receive_trial_result(parameter_id, parameters if isinstance(parameters, Mapping) else {}, value)
 
     def trial_end(self, parameter_id: int, success: bool, **kwargs: Any) -> None:
         with self._lock:
             super().trial_end(parameter_id, success)
-            trial = self._by_id.get(parameter_id)
-            if trial is not None and trial.status == "running":
-                trial.status = "failed"
-                trial.reason = "trial ended without a final result" + ("" if success else " (failed or killed)")
-                logger.warning("RegularizationSweep: %s=%.6g: %s", self.parameter, trial.nu, trial.reason)
-            self._send_owed()  # a failure opens no gap; kept for symmetry (and a result arriving late)
-            self._write_files()
 
     def import_data(self, data: list[dict[str, Any]]) -> None:
-        """Replay finished trials (``nnictl resume``): the points and the tried ν, hence the visited gaps.
-
-        As :meth:`BaseTuner.import_data`, parameters the trial reported (``nni_ext.trial.report_final``)
-        win over NNI's record; the raw metric is kept so that ``front.json`` still has e.g. the genotype.
-        """
-        count = 0
+        """Replay finished trials (``nnictl resume``): the points and the tried ν, hence the visited gaps."""
         with self._lock:
-            for record in data:
-                if "parameter" not in record or "value" not in record:
-                    continue
-                params = reported_parameters(record["value"]) or dict(record["parameter"] or {})
-                count += self._record_new(params, record["value"], None) is not None
-            self._write_files()
-        logger.info("RegularizationSweep: imported %d finished trials; front of %d points", count,
-                    len(self.front()))
+            super().import_data(data)
+        logger.info("RegularizationSweep: front of %d points after the import", len(self.front()))
 
-    def _tell(self, parameters: dict[str, Any], metrics: dict[str, float]) -> None:
-        with self._lock:
-            self._record_new(parameters, metrics, None)
-
-    # ------------------------------------------------------------------ results
-    def _record_new(self, params: Mapping[str, Any], value: Any, parameter_id: int | None) -> SweepTrial | None:
+    def _add_foreign(self, params: dict[str, Any], value: Any, parameter_id: int | None) -> Record | None:
         nu = params.get(self.parameter) if isinstance(params, Mapping) else None
         if isinstance(nu, bool) or not isinstance(nu, (int, float)) or not math.isfinite(nu):
             logger.warning("RegularizationSweep: ignoring a result without a numeric %r parameter: %s",
-                           self.parameter, dict(params) if isinstance(params, Mapping) else params)
+                           self.parameter, params)
             return None
-        trial = SweepTrial(float(nu), dict(params), parameter_id)
-        self.trials.append(trial)
-        self._finish(trial, value)
-        return trial
+        return self.archive.add(params, value, parameter_id=parameter_id)
 
-    def _finish(self, trial: SweepTrial, value: Any) -> None:
-        metrics = normalize_metrics(value)
-        trial.reg = metrics.get(self.reg_key, math.nan)
-        trial.crit = metrics.get(self.criterion_key, math.nan)
-        trial.default = metrics.get("default", math.nan)
-        trial.extra = _extras(decode_metric(value), {self.reg_key, self.criterion_key, "default"})
-        bad = [k for k, v in ((self.reg_key, trial.reg), (self.criterion_key, trial.crit)) if not math.isfinite(v)]
-        if bad:
-            trial.status, trial.reason = "failed", f"metric(s) {', '.join(bad)} missing or not finite"
-            logger.info("RegularizationSweep: %s=%.6g failed: %s", self.parameter, trial.nu, trial.reason)
-            return
-        trial.status, trial.reason = "ok", ""
-        gaps = open_gaps(self.points(), self.tried(), self.delta)
-        logger.info("RegularizationSweep: %s=%.6g -> %s=%.6g %s=%.6g; front of %d, %d open gap(s)%s",
-                    self.parameter, trial.nu, self.reg_key, trial.reg, self.criterion_key, trial.crit,
-                    len(self.front()), len(gaps), f", widest {gaps[0].distance:.4g}" if gaps else "")
+    def _tell(self, record: Record) -> None:
+        if not record.ok:
+            logger.info("RegularizationSweep: %s=%.6g failed: %s", self.parameter, self.nu(record), record.reason)
+        else:
+            gaps = open_gaps(self.points(), self.tried(), self.delta)
+            logger.info("RegularizationSweep: %s=%.6g -> %s=%.6g %s=%.6g; front of %d, %d open gap(s)%s",
+                        self.parameter, self.nu(record), self.reg_key, record.value(self.reg_key),
+                        self.criterion_key, record.value(self.criterion_key), len(self.front()), len(gaps),
+                        f", widest {gaps[0].distance:.4g}" if gaps else "")
+        self._send_owed()  # a failure opens no gap; kept for symmetry (and a result arriving late)
 
     def _send_owed(self) -> None:
         while self._owed and self._callback is not None:
@@ -373,35 +311,41 @@ class RegularizationSweep(BaseTuner):
                 self._callback(parameter_id, params)
             except Exception:  # the channel is gone: forget the trial rather than wait for it forever
                 logger.exception("RegularizationSweep: sending owed trial %d failed", parameter_id)
-                self.trials.remove(self._by_id.pop(parameter_id))
-                self.issued.pop(parameter_id, None)
+                self.archive.withdraw(parameter_id)
                 self._owed.appendleft(parameter_id)
                 return
             logger.info("RegularizationSweep: sent owed trial %d with %s=%.6g (%s)", parameter_id,
                         self.parameter, nu, why)
 
     # ------------------------------------------------------------------ files
+    def _meta(self) -> dict[str, Any]:
+        return {**super()._meta(), "parameter": self.parameter, "delta": self.delta}
+
     def _write_files(self) -> None:
         if self.output_dir is None:
             return
         front = self.front()
         on_front = {id(t) for t in front}
-        rows = [{"parameter_id": t.parameter_id, "nu": t.nu, "status": t.status, "reg_loss": _number(t.reg),
-                 "criterion_loss": _number(t.crit), "default": _number(t.default), "pareto": id(t) in on_front,
-                 "reason": t.reason} for t in self.trials]
+        rows = [{"parameter_id": t.parameter_id, "nu": self.nu(t), "status": t.status.value,
+                 "reg_loss": _number(t.value(self.reg_key)), "criterion_loss": _number(t.value(self.criterion_key)),
+                 "default": _number(t.value("default")), "pareto": id(t) in on_front, "reason": t.reason}
+                for t in self.archive.records]
         atomic_write_csv(self.output_dir / "sweep.csv", rows, ["parameter_id", "nu", "status", "reg_loss",
                                                                "criterion_loss", "default", "pareto", "reason"])
-        F = np.array([(t.reg, t.crit) for t in front], dtype=float).reshape(-1, 2)
+        F = self.points()[[self._ok().index(t) for t in front]] if front else np.zeros((0, 2))
         distances = normalised_gaps(F).tolist() + [None]
         gaps = open_gaps(self.points(), self.tried(), self.delta)
+        skip = {self.reg_key, self.criterion_key, "default"}
         atomic_write_json(self.output_dir / "front.json", {
             "parameter": self.parameter, "delta": self.delta, "initial": self.initial,
             "max_trials": self.max_trials, "objectives": {self.reg_key: "minimize", self.criterion_key: "minimize"},
-            "finished": self.is_finished(), "trials": len(self.trials),
-            "ok": sum(t.status == "ok" for t in self.trials),
-            "failed": sum(t.status == "failed" for t in self.trials), "running": self.running(),
+            "finished": self.is_finished(), "trials": len(self.archive.records),
+            "ok": len(self.archive.succeeded()), "failed": len(self.archive.failed()), "running": self.running(),
             "largest_open_gap": gaps[0].distance if gaps else None,
-            "front": [{"nu": t.nu, self.reg_key: t.reg, self.criterion_key: t.crit, "default": _number(t.default),
-                       "parameter_id": t.parameter_id, "gap_to_next": d, "metrics": t.extra,
+            "front": [{"nu": self.nu(t), self.reg_key: t.value(self.reg_key),
+                       self.criterion_key: t.value(self.criterion_key), "default": _number(t.value("default")),
+                       "parameter_id": t.parameter_id, "gap_to_next": d,
+                       "metrics": {**{k: v for k, v in t.metrics.items() if k not in skip and math.isfinite(v)},
+                                   **t.extra},
                        "parameters": json.loads(json.dumps(t.params, default=str))}
                       for t, d in zip(front, distances)]})

@@ -17,22 +17,11 @@ import numpy as np
 from nni import NoMoreTrialError
 
 from .._io import atomic_write_json
-from ..errors import ArchitectureError
-from .base import BaseTuner, normalize_metrics, register_tuner, tuner_output_dir
+from ..core.archive import Record
+from ..core.tuner import BaseTuner, check_int, check_number, register_tuner, tuner_output_dir
 
 logger = logging.getLogger(__name__)
 Key = tuple  # one value per label, in the space's label order
-
-
-@dataclass
-class _Entry:
-    """One dispatched or imported architecture."""
-
-    key: Key
-    cost: float
-    generation: int | None
-    accuracy: float = math.nan
-    done: bool = False
 
 
 @dataclass
@@ -61,11 +50,14 @@ class SposEvolution(BaseTuner):
     generation ``nni.NoMoreTrialError`` stops new trials. A NaN/missing ``default`` metric or a trial
     ending without a result counts as failed.
 
-    Files (atomic) in ``output_dir`` (default ``<experiment dir>/spos``; none without either):
-    ``generation_NNN.json`` once all of its trials ended, ``best_architecture.json`` (plain ``{label: value}``)
-    and ``best.json``. ``import_data`` (``nnictl resume``) rebuilds the archive and the generation counter
-    (from the generation files when present, else ``population_size`` results per generation) and first
-    hands out the missing members of an interrupted generation.
+    Every result goes into the one archive (:mod:`nni_ext.core.archive`) with the objectives ``default``
+    (maximised) and the tuner's own exact cost (``flops`` or ``latency_ms``, minimised, from the cost
+    model, never from the trial), constrained by the limit. Files (atomic) in ``output_dir`` (default
+    ``<experiment dir>/spos``; none without either): the archive's files, ``generation_NNN.json`` once all of
+    its trials ended, ``best_architecture.json`` (plain ``{label: value}``) and ``best.json``. ``import_data``
+    (``nnictl resume``) rebuilds the archive and the generation counter (from the generation files when
+    present, else ``population_size`` results per generation) and first hands out the missing members of an
+    interrupted generation.
     """
 
     cost_metric: ClassVar[str] = "cost"
@@ -75,23 +67,25 @@ class SposEvolution(BaseTuner):
                  population_size: int = 50, topk: int = 10, mutation_prob: float = 0.1, num_crossover: int = 25,
                  num_mutation: int = 25, num_generations: int = 20, selection: str = "all", max_draws: int = 10000,
                  output_dir: str | None = None, seed: int | None = None) -> None:
-        super().__init__(seed=seed)
         from ..spaces import create_space
         for name, value, low in (("population_size", population_size, 1), ("topk", topk, 1),
                                  ("num_crossover", num_crossover, 0), ("num_mutation", num_mutation, 0),
                                  ("num_generations", num_generations, 1), ("max_draws", max_draws, 1)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ValueError(f"{name}={value!r} must be an integer >= {low}")
+            check_int(name, value, low)
+        check_int("input_size", input_size, 1, optional=True)
         if num_mutation + num_crossover > population_size:
             raise ValueError(f"num_mutation + num_crossover = {num_mutation + num_crossover} must be <= "
                              f"population_size={population_size}; lower them or raise population_size")
-        if not 0.0 <= mutation_prob <= 1.0:
-            raise ValueError(f"mutation_prob={mutation_prob!r} must be in [0, 1]")
+        check_number("mutation_prob", mutation_prob, 0.0, 1.0)
         if selection not in ("all", "generation"):
             raise ValueError(f"selection={selection!r} is unknown; use 'all' (top-k of everything evaluated, "
                              "official SPOS) or 'generation' (top-k of the previous generation)")
-        if not isinstance(limit, (int, float)) or isinstance(limit, bool) or not 0 < limit < math.inf:
-            raise ValueError(f"{limit_name}={limit!r} must be a positive number")
+        check_number(limit_name, limit, 0.0, low_open=True)
+        if not isinstance(space, str):
+            raise ValueError(f"space={space!r} must be the name of a registered nni_ext space, e.g. 'spos'")
+        super().__init__(seed=seed, objectives={"default": "maximize", self.cost_metric: "minimize"},
+                         constraints={self.cost_metric: f"<= {float(limit)!r}"}, reference_after=population_size,
+                         output_dir=tuner_output_dir(output_dir, "spos"))
         self.limit, self.limit_name, self.selection, self.max_draws = float(limit), limit_name, selection, max_draws
         self.population_size, self.topk, self.mutation_prob = population_size, topk, float(mutation_prob)
         self.num_crossover, self.num_mutation, self.num_generations = num_crossover, num_mutation, num_generations
@@ -99,7 +93,6 @@ class SposEvolution(BaseTuner):
         self.input_size = int(input_size or self.nas_space.default_input_size)
         self.labels, self._choices = self.nas_space.labels, list(self.nas_space.choices().values())
         self._sizes = np.array([len(c) for c in self._choices])
-        self.output_dir = tuner_output_dir(output_dir, "spos")
         self._fixed, self._per_label = self._decompose(self._setup_cost())
         if self._per_label is not None:
             minimum = self._fixed + sum(min(t.values()) for t in self._per_label)
@@ -107,13 +100,27 @@ class SposEvolution(BaseTuner):
                 raise ValueError(f"{limit_name}={self.limit:.10g} is below the cheapest architecture of space "
                                  f"{self.space_name!r} at {self.input_size}px ({minimum:.10g} {self.cost_metric}); "
                                  f"raise {limit_name} to at least {minimum:.10g}")
-        self.entries: dict[Key, _Entry] = {}
-        self.seen: set[Key] = set()  # dispatched, queued or imported: never proposed again
         self.queue: deque[Key] = deque()  # candidates of the last generation not handed out yet
-        self.running: dict[int, Key] = {}
         self.gens: list[_Generation] = []  # handed out so far; ``generation`` is the last one's index
-        self.generation, self.next_write, self.n_done, self.n_ok = -1, 0, 0, 0
-        self.best: _Entry | None = None
+        self.generation, self.next_write = -1, 0
+        self.best: Record | None = None
+
+    @classmethod
+    def contract_case(cls, workdir: Any) -> dict[str, Any]:
+        """What the tuner contract tests run: the small digits space (a fixed space: only its choices)."""
+        from ..spaces import create_space
+
+        return {"class_args": {"space": "spos-digits", "population_size": 6, "topk": 2, "num_mutation": 2,
+                               "num_crossover": 2, "num_generations": 4, **cls._contract_limit()},
+                "search_space": create_space("spos-digits").to_nni(),
+                "report": lambda p, i: {"default": float(i % 7) / 7}}
+
+    @classmethod
+    def _contract_limit(cls) -> dict[str, Any]:
+        return {}
+
+    def _meta(self) -> dict[str, Any]:
+        return {**super()._meta(), "generation": self.generation, "limit": {self.cost_metric: self.limit}}
 
     def _setup_cost(self) -> dict[str, float] | None:
         """Hook: prepare the cost model; return ``cost unit -> cost`` when the cost is a sum over units."""
@@ -140,6 +147,12 @@ class SposEvolution(BaseTuner):
             return self._slow_cost(dict(zip(self.labels, key)))
         return self._fixed + sum(t[v] for t, v in zip(self._per_label, key))
 
+    def _key(self, params: Mapping[str, Any]) -> Key:
+        return tuple(params[label] for label in self.labels)
+
+    def _params(self, key: Key) -> dict[str, Any]:
+        return dict(zip(self.labels, key))
+
     def _on_search_space(self) -> None:
         assert self.space is not None
         given = {p.name: list(p.args) if p.type == "choice" else None for p in self.space.parameters}
@@ -149,11 +162,11 @@ class SposEvolution(BaseTuner):
 
     def _take(self, key: Key, out: list[Key]) -> bool:
         """Append ``key`` (canonicalised) to ``out`` when it is new and under the limit."""
-        key = tuple(self.nas_space.canonicalize(dict(zip(self.labels, key))).values())
-        if key in self.seen or self._cost(key) > self.limit:
+        params = self.nas_space.canonicalize(self._params(key))
+        if self.archive.seen(params) or self._cost(self._key(params)) > self.limit:
             return False
-        self.seen.add(key)
-        out.append(key)
+        self.archive.mark_seen(params)
+        out.append(self._key(params))
         return True
 
     def _draw(self) -> Key:
@@ -166,10 +179,13 @@ class SposEvolution(BaseTuner):
             pass
         return out
 
+    def _ranked(self, previous: int) -> list[Record]:
+        """Successful results under the limit, best first (``selection: generation``: ``previous``'s first)."""
+        return sorted((r for r in self.archive.finished if r.feasible), key=lambda r: (
+            self.selection == "generation" and r.generation != previous, -r.value("default")))
+
     def _breed(self, size: int, previous: int) -> list[Key]:
-        ranked = sorted((e for e in self.entries.values() if self._ok(e)), key=lambda e: (
-            self.selection == "generation" and e.generation != previous, -e.accuracy))
-        parents, n = [e.key for e in ranked[:self.topk]], len(self.labels)
+        parents, n = [self._key(r.params) for r in self._ranked(previous)[:self.topk]], len(self.labels)
 
         def mutant() -> Key:
             parent, fresh = parents[int(self.rng.integers(len(parents)))], self._draw()
@@ -187,6 +203,16 @@ class SposEvolution(BaseTuner):
                     break
                 self._take(make(), children)
         return children + self._random(size - len(children))
+
+    @property
+    def n_done(self) -> int:
+        """Results received (successful or failed)."""
+        return len(self.archive.finished)
+
+    @property
+    def n_ok(self) -> int:
+        """Successful results under the limit."""
+        return sum(r.feasible for r in self.archive.finished)
 
     def _refill(self) -> None:
         if len(self.gens) >= self.num_generations:
@@ -211,66 +237,31 @@ class SposEvolution(BaseTuner):
         if not self.queue:
             self._refill()
         key = self.queue.popleft()
-        self.entries[key], self.running[parameter_id] = _Entry(key, self._cost(key), self.generation), key
         self.gens[-1].running += 1
         self.gens[-1].members.append(key)
-        return self.nas_space.validate(dict(zip(self.labels, key)))
+        return self.nas_space.validate(self._params(key))
 
-    def receive_trial_result(self, parameter_id: int, parameters: Mapping[str, Any], value: Any,
-                             **kwargs: Any) -> None:
-        accuracy = normalize_metrics(value)["default"]
-        key = self.running.pop(parameter_id, None)
-        if key is not None:
-            self._finish(self.entries[key], accuracy)
-        else:  # a late result, a customized trial or one of a previous experiment
-            self._tell(dict(parameters), {"default": accuracy})
+    def _known_metrics(self, params: Mapping[str, Any]) -> dict[str, float]:
+        return {self.cost_metric: self._cost(self._key(params))}
 
-    def trial_end(self, parameter_id: int, success: bool, **kwargs: Any) -> None:
-        super().trial_end(parameter_id, success)
-        if (key := self.running.pop(parameter_id, None)) is not None:
-            logger.warning("SPOS evolution: trial %d ended without a final result; recorded as failed", parameter_id)
-            self._finish(self.entries[key], math.nan)
+    def _tell(self, record: Record) -> None:
+        if not record.dispatched:  # imported, late or customized: tagged with the current generation
+            self.archive.set_generation(record, self.generation if self.gens else None)
+        if not record.ok:
+            logger.warning("SPOS evolution: a trial of generation %s failed: %s", record.generation, record.reason)
+        elif record.feasible and (self.best is None or record.value("default") > self.best.value("default")):
+            self.best = record
+            self._write_best()
+        if record.dispatched and record.generation is not None:
+            self.gens[record.generation].running -= 1
+            while (self.next_write <= self.generation and not self.gens[self.next_write].running
+                   and (self.next_write < self.generation or not self.queue)):
+                self._write_generation(self.next_write)
+                self.next_write += 1
 
-    def _ok(self, e: _Entry) -> bool:  # a successful result under the limit
-        return e.done and math.isfinite(e.accuracy) and e.cost <= self.limit
-
-    def _set_result(self, entry: _Entry, accuracy: float) -> None:
-        if entry.done and math.isfinite(entry.accuracy):
-            return
-        entry.accuracy, self.n_done, entry.done = accuracy, self.n_done + (not entry.done), True
-        if self._ok(entry):
-            self.n_ok += 1
-            if self.best is None or entry.accuracy > self.best.accuracy:
-                self.best = entry
-                self._write_best()
-
-    def _finish(self, entry: _Entry, accuracy: float) -> None:
-        if not math.isfinite(accuracy):
-            logger.warning("SPOS evolution: a trial of generation %s failed (no finite 'default')", entry.generation)
-        self._set_result(entry, accuracy)
-        self.gens[entry.generation].running -= 1  # type: ignore[index]
-        while (self.next_write <= self.generation and not self.gens[self.next_write].running
-               and (self.next_write < self.generation or not self.queue)):
-            self._write_generation(self.next_write)
-            self.next_write += 1
-
-    def _tell(self, parameters: dict[str, Any], metrics: dict[str, float]) -> None:
-        """Record a result this run did not dispatch (imported, late or customized)."""
-        try:
-            key = tuple(self.nas_space.validate(parameters).values())
-        except ArchitectureError as exc:
-            logger.warning("SPOS evolution: ignoring a result whose parameters do not fit the space: %s", exc)
-            return
-        if key not in self.entries:
-            self.entries[key] = _Entry(key, self._cost(key), self.generation if self.gens else None)
-            self.seen.add(key)
-        self._set_result(self.entries[key], metrics["default"])
-
-    def import_data(self, data: list[dict[str, Any]]) -> None:
-        """Rebuild the archive and, on a fresh tuner, the generation counter (generation files first)."""
-        fresh = self.generation < 0 and not self.entries
-        super().import_data(data)
-        if not fresh or not self.entries:  # imported into a running search: _tell tagged the current generation
+    def _after_import(self, records: list[Record], fresh: bool) -> None:
+        """Rebuild the generation counter on a fresh tuner (generation files first)."""
+        if not fresh or self.generation >= 0:  # imported into a running search: _tell tagged the current generation
             return
         known: dict[Key, int] = {}
         last = -1
@@ -278,46 +269,52 @@ class SposEvolution(BaseTuner):
             try:
                 info = json.loads(path.read_text())
                 for arch in info["members"]:
-                    known[tuple(self.nas_space.validate(arch["architecture"]).values())] = int(info["generation"])
+                    known[self._key(self.nas_space.validate(arch["architecture"]))] = int(info["generation"])
                 last = max(last, int(info["generation"]))
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 logger.warning("SPOS evolution: cannot read %s (%s); ignoring it", path, exc)
-        self.seen.update(known)  # members of written generations whose trials failed are not re-proposed either
+        for key in known:  # members of written generations whose trials failed are not re-proposed either
+            self.archive.mark_seen(self._params(key))
         unknown = 0
-        for e in self.entries.values():  # not in a generation file: population_size per generation after them
-            e.generation = known.get(e.key, last + 1 + unknown // self.population_size)
-            unknown += e.key not in known
-        count = 1 + max([last, *(e.generation for e in self.entries.values())])  # type: ignore[list-item]
-        self.gens = [_Generation([e.key for e in self.entries.values() if e.generation == g]) for g in range(count)]
+        for r in records:  # not in a generation file: population_size per generation after them
+            key = self._key(r.params)
+            self.archive.set_generation(r, known.get(key, last + 1 + unknown // self.population_size))
+            unknown += key not in known
+        count = 1 + max([last, *(r.generation for r in records)])  # type: ignore[list-item]
+        self.gens = [_Generation([self._key(r.params) for r in records if r.generation == g]) for g in range(count)]
         self.generation, self.next_write = count - 1, count
         missing = self.population_size - len(self.gens[-1].members) if self.generation > last else 0
         if missing > 0:  # finish the interrupted generation instead of skipping its missing members
             self.queue.extend(self._breed(missing, self.generation - 1) if self.generation else self._random(missing))
             self.next_write = self.generation
-        logger.info("SPOS evolution: resumed from %d trials at generation %d", len(self.entries), self.generation)
-    def _describe(self, e: _Entry) -> dict[str, Any]:
-        return {"architecture": dict(zip(self.labels, e.key)),
-                "accuracy": e.accuracy if math.isfinite(e.accuracy) else None,
-                self.cost_metric: e.cost, "generation": e.generation}
+        logger.info("SPOS evolution: resumed from %d trials at generation %d", len(records), self.generation)
+
+    def _describe(self, r: Record) -> dict[str, Any]:
+        accuracy = r.value("default")
+        return {"architecture": self._params(self._key(r.params)),
+                "accuracy": accuracy if math.isfinite(accuracy) else None,
+                self.cost_metric: self._cost(self._key(r.params)), "generation": r.generation}
 
     def _write_generation(self, g: int) -> None:
-        pool = [e for e in self.entries.values() if self._ok(e) and e.generation is not None
-                and (e.generation <= g if self.selection == "all" else e.generation == g)]
-        top = sorted(pool, key=lambda e: -e.accuracy)[:self.topk]
+        pool = [r for r in self._ranked(g) if r.generation is not None
+                and (r.generation <= g if self.selection == "all" else r.generation == g)]
+        top = pool[:self.topk]
         failed, best = self.n_done - self.n_ok, self.best
         logger.info("SPOS evolution: generation %d of %d done, %d evaluated (%d failed), %s", g,
                     self.num_generations, self.n_done, failed, "no successful trial yet" if best is None else
-                    f"best accuracy {best.accuracy:.6g} at {self.cost_metric} {best.cost:.6g}")
+                    f"best accuracy {best.value('default'):.6g} at {self.cost_metric} "
+                    f"{best.value(self.cost_metric):.6g}")
         if self.output_dir is not None:
+            by_key = {self._key(r.params): r for r in self.archive.records}
             atomic_write_json(self.output_dir / f"generation_{g:03d}.json", {
                 "generation": g, "num_generations": self.num_generations, "selection": self.selection,
                 "limit": {self.cost_metric: self.limit}, "evaluated": self.n_done, "failed": failed,
-                "topk": [self._describe(e) for e in top],
-                "members": [self._describe(self.entries[k]) for k in self.gens[g].members]})
+                "topk": [self._describe(r) for r in top],
+                "members": [self._describe(by_key[k]) for k in self.gens[g].members]})
 
     def _write_best(self) -> None:
         if self.output_dir is not None and self.best is not None:
-            atomic_write_json(self.output_dir / "best_architecture.json", dict(zip(self.labels, self.best.key)))
+            atomic_write_json(self.output_dir / "best_architecture.json", self._params(self._key(self.best.params)))
             atomic_write_json(self.output_dir / "best.json", {**self._describe(self.best), "found_after": self.n_done,
                                                               "limit": {self.cost_metric: self.limit}})
 
@@ -344,6 +341,10 @@ class EvolutionWithFlops(SposEvolution):
 
     def __init__(self, *, flops_limit: float = 330e6, **kwargs: Any) -> None:
         super().__init__(limit=flops_limit, limit_name="flops_limit", **kwargs)
+
+    @classmethod
+    def _contract_limit(cls) -> dict[str, Any]:
+        return {"flops_limit": 470e3}
 
     def _setup_cost(self) -> dict[str, float]:
         from ..cost import CostTable
@@ -378,6 +379,10 @@ class EvolutionWithLatency(SposEvolution):
         self.latency_table_path, self.measure_device, self._measured = latency_table, measure_device, {}
         self.measure_warmup, self.measure_repeats = measure_warmup, measure_repeats
         super().__init__(limit=latency_limit_ms, limit_name="latency_limit_ms", **kwargs)
+
+    @classmethod
+    def _contract_limit(cls) -> dict[str, Any]:
+        return {"latency_limit_ms": 1e3, "measure_repeats": 1, "measure_warmup": 0}
 
     def _setup_cost(self) -> dict[str, float] | None:
         from ..cost import LatencyTable

@@ -14,9 +14,9 @@ def public_class_name(name: str) -> str:
 
 def register_with_nni(names: list[str] | None = None) -> list[str]:
     """Write every (or the given) tuner into NNI's registered-algorithms file; returns the names."""
+    import nni
     from nni.tools.package_utils import config_manager
     from nni.tools.package_utils.common import AlgoMeta
-    import nni
 
     tuners = registered_tuners()
     chosen = names or sorted(tuners)
