@@ -16,6 +16,8 @@ naming the argument and the fix, never a ``TypeError`` from inside numpy or pymo
 """
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import math
 import os
@@ -108,6 +110,43 @@ def check_mapping(name: str, value: Any, *, optional: bool = True) -> dict[str, 
     return dict(value)
 
 
+def accepted_class_args(cls: type) -> set[str]:
+    """The keyword arguments ``cls(**classArgs)`` accepts (through ``**kwargs`` passed up to its bases)."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None or klass is object:
+            continue
+        params = inspect.signature(inspect.unwrap(init)).parameters.values()
+        names |= {p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "self"}
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break
+    return names
+
+
+def _checked_init(init: Callable[..., None]) -> Callable[..., None]:
+    """Wrap a tuner's ``__init__``: unknown or missing classArgs are a ``ValueError`` naming them (not a TypeError)."""
+
+    @functools.wraps(init)
+    def checked(self: Any, *args: Any, **kwargs: Any) -> None:
+        if not self.__dict__.get("_class_args_checked"):
+            self.__dict__["_class_args_checked"] = True
+            accepted = accepted_class_args(type(self))
+            unknown = sorted(set(kwargs) - accepted)
+            if unknown:
+                raise ValueError(f"{type(self).__name__} has no classArg {', '.join(map(repr, unknown))}; its "
+                                 f"classArgs are {', '.join(sorted(accepted))}")
+            try:
+                inspect.signature(inspect.unwrap(init)).bind(self, *args, **kwargs)
+            except TypeError as exc:
+                raise ValueError(f"{type(self).__name__}: {exc}; see its classArgs: "
+                                 f"{', '.join(sorted(accepted))}") from None
+        init(self, *args, **kwargs)
+
+    checked._checks_class_args = True  # type: ignore[attr-defined]
+    return checked
+
+
 class BaseTuner(Tuner):
     """Base class of every nni_ext tuner (see the module docstring for the hooks).
 
@@ -123,6 +162,12 @@ class BaseTuner(Tuner):
     supported_types: ClassVar[tuple[str, ...]] = SUPPORTED_TYPES
     #: whether results this tuner did not hand out must fit the search space to be recorded
     check_foreign_in_space: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is not None and not getattr(init, "_checks_class_args", False):
+            cls.__init__ = _checked_init(init)  # type: ignore[method-assign]
 
     def __init__(self, *, seed: int | None = None, objectives: Any = None, constraints: Any = None,
                  reference_point: Mapping[str, float] | None = None, reference_after: int = 1,
@@ -271,5 +316,5 @@ class BaseTuner(Tuner):
         """Write the tuner's own files (beside the archive's)."""
 
 
-__all__ = ["BaseTuner", "Record", "Status", "check_choice", "check_int", "check_mapping", "check_number",
+__all__ = ["BaseTuner", "Record", "Status", "accepted_class_args", "check_choice", "check_int", "check_mapping", "check_number",
            "register_tuner", "registered_tuners", "tuner_output_dir"]

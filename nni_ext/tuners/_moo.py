@@ -107,6 +107,26 @@ class MultiObjectiveTuner(BaseTuner):
                 "population_size": self.population_size, "offspring_size": self.offspring_size,
                 "rejected_before_dispatch": self.rejected_before_dispatch}
 
+    # ------------------------------------------------------------- pickling
+    _ALGORITHM_STATE = ("pop", "off", "opt", "random_state", "n_iter", "is_initialized")
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Some pymoo algorithms hold local functions that do not pickle: keep their state, rebuild the object."""
+        state = dict(self.__dict__)
+        alg = state.pop("algorithm", None)
+        state.pop("problem", None)
+        state["_algorithm_state"] = None if alg is None else {k: getattr(alg, k, None) for k in self._ALGORITHM_STATE}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        saved = state.pop("_algorithm_state", None)
+        self.__dict__.update(state)
+        self.algorithm = self.problem = None
+        if self.space is not None:
+            self._on_search_space()
+            for k, v in (saved or {}).items():
+                setattr(self.algorithm, k, v)
+
     # --------------------------------------------------------------- set-up
     def _cost_model(self, space: str, space_args: Mapping[str, Any] | None, input_size: int | None) -> Any:
         from ..cost import CostTable

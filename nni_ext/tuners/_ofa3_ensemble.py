@@ -189,7 +189,7 @@ class OFA3EnsembleTuner(BaseTuner):
         """What the tuner contract tests run: tables of 6 synthetic models written to ``workdir``."""
         from ..ensemble.tables import synthetic_latency, synthetic_tables, write_latency, write_tables
 
-        tables = synthetic_tables(models=6, images=200, classes=5, seed=0)
+        tables = synthetic_tables(models=6, images=200, classes=10, seed=0)
         write_tables(tables, Path(workdir) / "tables")
         write_latency(Path(workdir) / "latency.csv", tables.names, synthetic_latency(tables, seed=0))
         return {"class_args": {"tables": str(Path(workdir) / "tables"), "latency": str(Path(workdir) / "latency.csv"),

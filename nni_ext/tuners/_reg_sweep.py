@@ -144,6 +144,17 @@ class RegularizationSweep(BaseTuner):
         self._callback: Callable[[int, dict[str, Any]], None] | None = None
         self._lock = threading.RLock()  # NNI calls trial_end from another thread than the rest
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without the lock and NNI's callback (neither survives a process); owed ids are dropped."""
+        state = dict(self.__dict__)
+        state.pop("_lock", None)
+        state["_callback"], state["_owed"] = None, deque()
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
+
     # ------------------------------------------------------------------ set-up
     def _on_search_space(self) -> None:
         assert self.space is not None
