@@ -23,6 +23,7 @@ setup(
         "torch>=2.1,<2.15",
         "torchvision>=0.16,<0.30",
         "pymoo>=0.6.1",
+        "numba>=0.57",  # pymoo's AGE-MOEA (the AGEMOEA tuner and the OFA²/OFA³ `agemoea` algorithm) needs it
         "ofa>=0.1.0",
         "pyyaml>=6",
         "numpy>=1.24",
@@ -34,7 +35,7 @@ setup(
     ],
     extras_require={
         "dali": ["nvidia-dali-cuda120>=1.30"],
-        "test": ["pytest>=7", "pytest-timeout>=2", "ruff>=0.4", "import-linter>=2.0"],
+        "test": ["pytest>=7", "pytest-timeout>=2", "ruff>=0.4", "import-linter>=2.0", "mypy>=1.8"],
         "bench": ["optuna>=3.0"],  # examples/moo_benchmark compares with Optuna's NSGAIISampler
     },
     entry_points={"console_scripts": ["nni-ext=nni_ext.cli:main"]},

@@ -19,7 +19,7 @@ from nni import NoMoreTrialError
 
 from nni_ext.cost import CostTable, LatencyTable, build_latency_table
 from nni_ext.spaces import create_space
-from nni_ext.tuners import EvolutionWithFlops, EvolutionWithLatency, registered_tuners
+from nni_ext.tuners import EvolutionWithFlops, EvolutionWithLatency
 
 from .conftest import REPO
 
@@ -261,8 +261,3 @@ def test_latency_tuner_measures_each_architecture_once_without_a_table() -> None
     assert all(tuner._measured[key(p)] > 0 for p in proposals)
 
 
-def test_both_tuners_are_registered_and_exported() -> None:
-    import nni_ext.tuners as tuners
-
-    for name in ("EvolutionWithFlops", "EvolutionWithLatency"):
-        assert registered_tuners()[name] is getattr(tuners, name) and name in tuners.__all__

@@ -12,7 +12,7 @@ from nni_ext.constraints import parse_constraint, parse_constraints
 from nni_ext.cost import CostTable
 from nni_ext.spaces import create_space
 from nni_ext.ss_gen import search_space_json
-from nni_ext.tuners import ConstrainedRandomTuner, ParameterSpace, registered_tuners
+from nni_ext.tuners import ConstrainedRandomTuner, ParameterSpace
 from nni_ext.tuners.base import normalize_metrics
 
 HPO_SPACE = {
@@ -130,8 +130,3 @@ def test_import_data_trusts_the_parameters_a_trial_reported() -> None:
     assert [(r.params, r.metrics) for r in tuner.archive.finished] == [(ran, {"default": 2.0})]
 
 
-def test_every_tuner_is_registered_under_its_public_path() -> None:
-    import nni_ext.tuners as tuners
-
-    for name, cls in registered_tuners().items():
-        assert getattr(tuners, cls.__name__) is cls, name

@@ -173,7 +173,7 @@ class BaseTuner(Tuner):
                  reference_point: Mapping[str, float] | None = None, reference_after: int = 1,
                  output_dir: Path | None = None) -> None:
         if seed is None:
-            seed = int(np.random.SeedSequence().entropy % (2**31))
+            seed = int(np.random.SeedSequence().generate_state(1)[0] % (2**31))
             logger.info("%s: no seed given, drew seed=%d", type(self).__name__, seed)
         self.seed = int(check_int("seed", seed, 0))  # type: ignore[arg-type]
         self.rng = np.random.default_rng(self.seed)
@@ -316,5 +316,5 @@ class BaseTuner(Tuner):
         """Write the tuner's own files (beside the archive's)."""
 
 
-__all__ = ["BaseTuner", "Record", "Status", "accepted_class_args", "check_choice", "check_int", "check_mapping", "check_number",
-           "register_tuner", "registered_tuners", "tuner_output_dir"]
+__all__ = ["BaseTuner", "Record", "Status", "accepted_class_args", "check_choice", "check_int", "check_mapping",
+           "check_number", "register_tuner", "registered_tuners", "tuner_output_dir"]

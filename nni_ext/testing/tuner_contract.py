@@ -108,6 +108,7 @@ class TunerContract:
 
         cls = registered_tuners()[name]
         assert getattr(tuners, cls.__name__) is cls, f"{name}: export {cls.__name__} from nni_ext.tuners"
+        assert cls.__name__ in tuners.__all__, f"{name}: list {cls.__name__} in nni_ext.tuners.__all__"
         assert cls.registered_name == name
 
     def test_proposals_stay_inside_the_search_space(self, name: str, tmp_path: Path) -> None:
