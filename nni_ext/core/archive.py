@@ -73,6 +73,7 @@ class Record:
     info: dict[str, Any] = field(default_factory=dict)
     reason: str = ""
     dispatched: bool = True  # False: imported on resume, or a result this tuner did not hand out
+    restored: bool = False  # read back from the archive's own history.csv (on resume)
     F: np.ndarray | None = None  # minimisation objectives, set when succeeded
     G: np.ndarray | None = None  # constraint violations (0 = satisfied), set when succeeded
 
@@ -465,17 +466,24 @@ def _constraint_map(texts: Iterable[str]) -> dict[str, str]:
     return out
 
 
+def replay_row(archive: Archive, row: Mapping[str, Any]) -> Record:
+    """Add one finished row (``ArchiveFiles.read_history``'s form) to ``archive``; a failed one stays failed."""
+    record = Record(dict(row["parameters"]), row.get("parameter_id"), row.get("generation"), dispatched=False,
+                    restored=True)
+    archive.records.append(record)
+    archive.mark_seen(record.params)
+    if row.get("status") == Status.FAILED.value:
+        record.metrics = dict(row.get("metrics") or {})
+        archive.fail(record, str(row.get("reason") or "failed"))
+    else:
+        archive.finish(record, dict(row.get("metrics") or {}))
+    return record
+
+
 def replay(archive: Archive, rows: Iterable[Mapping[str, Any]]) -> Archive:
-    """Add finished rows (``read_history``'s form) to ``archive`` in order; failed ones stay failed."""
+    """Add finished rows (``read_history``'s form) to ``archive`` in order."""
     for row in rows:
-        record = Record(dict(row["parameters"]), row.get("parameter_id"), row.get("generation"), dispatched=False)
-        archive.records.append(record)
-        archive.mark_seen(record.params)
-        if row.get("status") == Status.FAILED.value:
-            record.metrics = dict(row.get("metrics") or {})
-            archive.fail(record, str(row.get("reason") or "failed"))
-        else:
-            archive.finish(record, dict(row.get("metrics") or {}))
+        replay_row(archive, row)
     return archive
 
 

@@ -27,8 +27,8 @@ from typing import Any, Callable, ClassVar, Mapping, TypeVar
 import numpy as np
 from nni.tuner import Tuner
 
-from .archive import Archive, ArchiveFiles, Record, Status
-from .metrics import decode_report, decode_values, reported_parameters
+from .archive import Archive, ArchiveFiles, Record, Status, params_key, replay_row
+from .metrics import ARCH_KEY, decode_report, decode_values, reported_parameters
 from .params import SUPPORTED_TYPES, ParameterSpace
 
 logger = logging.getLogger(__name__)
@@ -233,25 +233,59 @@ class BaseTuner(Tuner):
         """Replay finished trials (``[{"parameter": ..., "value": ...}]``) so a resumed search continues.
 
         When the metric carries the parameters the trial really ran (``core.metrics.encode_report``),
-        they replace the recorded ones, which NNI 3.0 can mismatch (microsoft/nni#5726). On a fresh tuner
-        the archive's stored reference point is read back first, so the hypervolume stays comparable.
+        they replace the recorded ones, which NNI 3.0 can mismatch (microsoft/nni#5726).
+
+        Into a fresh tuner whose output directory holds archive files (``nnictl resume``), the stored
+        history is read back first, failed trials and their order included, with the stored reference
+        point; the imported trials it already holds are not added twice. So the files after a resume start
+        with the rows they had before it, and the hypervolume curve stays comparable.
         """
         fresh = not self.archive.records
-        if fresh:
-            self._restore_reference()
-        records = []
+        records: list[Record] = self._restore_history() if fresh else []
+        unmatched: dict[str, list[Record]] = {}
+        for r in records:
+            if r.ok:
+                unmatched.setdefault(r.key, []).append(r)
+        imported = 0
         for item in data:
             if not isinstance(item, Mapping) or "parameter" not in item or "value" not in item:
                 continue
             params = reported_parameters(item["value"]) or dict(item["parameter"] or {})
+            known = unmatched.get(params_key(params))
+            if known:  # already read back from the history file
+                extra = decode_values(item["value"]) or {}
+                known.pop(0).extra.update({k: v for k, v in extra.items() if isinstance(v, str) and k != ARCH_KEY})
+                continue
             record = self._add_foreign(params, item["value"], None)
             if record is not None:
                 records.append(record)
+                imported += 1
                 self._tell(record)
-        logger.info("%s: imported %d finished trials", type(self).__name__, len(records))
+        logger.info("%s: imported %d finished trials (%d read back from the archive files)", type(self).__name__,
+                    imported, sum(r.restored for r in records))
         if records:
             self._after_import(records, fresh)
         self.write_files()
+
+    def _restore_history(self) -> list[Record]:
+        """On resume: the reference point and every row of the archive's own ``history.csv``."""
+        if self.files is None or not self.files.exists():
+            return []
+        self._restore_reference()
+        try:
+            rows = self.files.read_history()
+        except (ValueError, KeyError, TypeError) as exc:
+            logger.warning("%s: cannot read back %s (%s); importing NNI's data only", type(self).__name__,
+                           self.files.directory / "history.csv", exc)
+            return []
+        records = []
+        for row in rows:
+            if self.check_foreign_in_space and self.space is not None and not self.space.contains(row["parameters"]):
+                continue
+            record = replay_row(self.archive, row)
+            records.append(record)
+            self._tell(record)
+        return records
 
     # ------------------------------------------------------------------ shared pieces
     def _add_foreign(self, params: dict[str, Any], value: Any, parameter_id: int | None) -> Record | None:

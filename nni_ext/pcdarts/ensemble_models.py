@@ -20,12 +20,25 @@ WEIGHTINGS = ("calculate", "per-class", "equal")
 
 
 def _load(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    import torch
+    """``(predictions, result)`` of a trained model's folder; ``predictions.pt`` loads with ``weights_only=True``."""
+    from ..trainers.checkpoint import safe_torch_load
 
     pred, result = folder / "predictions.pt", folder / "result.json"
     if not pred.is_file() or not result.is_file():
         raise NniExtError(f"{folder} has no predictions.pt/result.json; give output folders of `nni-ext pcdarts train`")
-    return torch.load(pred, map_location="cpu", weights_only=False), json.loads(result.read_text())
+    predictions = safe_torch_load(pred, "predictions file")
+    splits = predictions if isinstance(predictions, dict) else {}
+    if not isinstance(splits.get("test"), dict) or any(
+            not isinstance(part, dict) or not {"logits", "labels"} <= part.keys() for part in splits.values()):
+        raise NniExtError(f"predictions file {pred} does not hold {{split: {{logits, labels}}}} with a 'test' split; "
+                          f"give output folders of `nni-ext pcdarts train`")
+    try:
+        summary = json.loads(result.read_text())
+    except (OSError, ValueError) as exc:
+        raise NniExtError(f"cannot read {result}: {exc}") from None
+    if not isinstance(summary, dict):
+        raise NniExtError(f"{result} holds no JSON object; give output folders of `nni-ext pcdarts train`")
+    return predictions, summary
 
 
 def ensemble_trained_models(folders: Sequence[str | Path], *, weighting: str = "calculate",

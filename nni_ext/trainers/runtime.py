@@ -55,12 +55,19 @@ def distributed(device: str | torch.device = "auto") -> Iterator[tuple[DistInfo,
 
 
 def capture_rng() -> dict[str, Any]:
-    """Global torch (CPU and CUDA), NumPy and Python RNG states."""
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+    """Global torch (CPU and CUDA), NumPy and Python RNG states, as tensors and plain values.
+
+    NumPy's state is its dict form with the key as a list of ints (no arrays), so a checkpoint holding
+    it loads with ``torch.load(weights_only=True)``.
+    """
+    numpy_state = np.random.get_state(legacy=False)
+    numpy_state["state"] = {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in numpy_state["state"].items()}
+    return {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
 
 
 def restore_rng(state: Mapping[str, Any]) -> None:
+    """Restore :func:`capture_rng`'s states (also the legacy tuple form of NumPy's state in older files)."""
     torch.set_rng_state(state["torch"])
     np.random.set_state(state["numpy"])
     random.setstate(state["python"])
@@ -121,8 +128,9 @@ class EpochStateFile:
     """The atomic per-epoch state of a resumable run (PC-DARTS search, evaluation training).
 
     Holds the ``state_dict`` of every named object (model, optimizers, schedulers), the state of
-    named ``torch.Generator`` s, the global RNG, the epoch count and the history. :meth:`load` refuses
-    a file written with other options (``fingerprint``) with one clear line.
+    named ``torch.Generator`` s, the global RNG, the epoch count and the history: tensors and plain
+    values only, read back with ``weights_only=True``. :meth:`load` refuses a file written with other
+    options (``fingerprint``), or one that is not a state file, with one clear line.
     """
 
     def __init__(self, path: str | os.PathLike, *, fingerprint: Mapping[str, Any], what: str) -> None:
@@ -134,13 +142,21 @@ class EpochStateFile:
              device: torch.device | str = "cpu") -> tuple[int, list[dict[str, Any]]]:
         """Restore everything from the file if it exists; returns ``(epochs done, history)`` (``(0, [])`` if not)."""
         from ..errors import NniExtError
+        from .checkpoint import safe_torch_load
 
         if not self.path.exists():
             return 0, []
-        state = torch.load(self.path, map_location=device, weights_only=False)
+        state = safe_torch_load(self.path, f"{self.what} state file", map_location=device)
+        if not isinstance(state, dict):
+            raise NniExtError(f"{self.path} holds a {type(state).__name__}, not a {self.what} state file; use a new "
+                              f"--out folder or delete the file to start over")
         if state.get("config") != self.fingerprint:
             raise NniExtError(f"{self.path} was written by a {self.what} with other options; use a new --out folder "
                               f"or delete the file to start over")
+        missing = [key for key in ("epoch", "history", "rng", *objects, *generators) if key not in state]
+        if missing:
+            raise NniExtError(f"{self.path} is not a complete {self.what} state file (no {', '.join(missing[:3])}); "
+                              f"use a new --out folder or delete the file to start over")
         for name, obj in objects.items():
             obj.load_state_dict(state[name])
         for name, gen in generators.items():
@@ -151,8 +167,10 @@ class EpochStateFile:
     def save(self, epoch: int, history: list[dict[str, Any]], objects: Mapping[str, Any],
              generators: Mapping[str, torch.Generator]) -> None:
         from .._io import atomic_write
+        from .checkpoint import check_plain
 
         state = {"config": self.fingerprint, "epoch": epoch, "history": history, "rng": capture_rng(),
                  **{name: obj.state_dict() for name, obj in objects.items()},
                  **{name: gen.get_state() for name, gen in generators.items()}}
+        check_plain(state, f"{self.what} state")
         atomic_write(self.path, lambda tmp: torch.save(state, tmp))

@@ -263,10 +263,17 @@ class MultiObjectiveTuner(BaseTuner):
         if not fresh:
             return
         done = len(records)
-        for i, record in enumerate(records):
-            generation = 0 if i < self.population_size else 1 + (i - self.population_size) // self.offspring_size
-            self.archive.set_generation(record, generation)
-        self.generation = records[-1].generation or 0
+        restored = [r for r in records if r.restored]
+        if restored:  # the history file says which generation each result belongs to; new ones join the last
+            last = max(r.generation or 0 for r in restored)
+            for record in records:
+                if not record.restored:
+                    self.archive.set_generation(record, last)
+        else:
+            for i, record in enumerate(records):
+                generation = 0 if i < self.population_size else 1 + (i - self.population_size) // self.offspring_size
+                self.archive.set_generation(record, generation)
+        self.generation = max(r.generation or 0 for r in records)
         if self.generation > 0:
             self._survive()
         self.ended_in_gen = sum(r.generation == self.generation for r in records)
