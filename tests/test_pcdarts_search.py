@@ -140,7 +140,7 @@ def test_train_two_genotypes_then_ensemble(digits_root: Path, tmp_path: Path) ->
     outs = [root / "l1_loss_2e01", root / "PC_DARTS_cifar"]
     for out, metrics in zip(outs, reported):
         assert 0 <= metrics["default"] <= 1 and metrics["params"] > 0
-        preds = torch.load(out / "predictions.pt", weights_only=False)
+        preds = torch.load(out / "predictions.pt", weights_only=True)
         assert preds["test"]["logits"].shape[1] == 10 and "held_out" in preds
     assert reported[0]["genotype"] == str(GENOTYPES["DARTS_V2"])
     bad = run_cli("pcdarts", "train", "--genotype", "NOPE", "--data", str(digits_root), "--out", str(tmp_path / "x"))
@@ -150,7 +150,7 @@ def test_train_two_genotypes_then_ensemble(digits_root: Path, tmp_path: Path) ->
     summary = json.loads((tmp_path / "ens" / "ensemble.json").read_text())
     from nni_ext.pcdarts.ensemble import combine, ensemble_accuracy, model_weights
 
-    loaded = [torch.load(o / "predictions.pt", weights_only=False) for o in outs]
+    loaded = [torch.load(o / "predictions.pt", weights_only=True) for o in outs]
     held = loaded[0]["held_out"]["labels"].numpy()
     correct = np.stack([p["held_out"]["logits"].numpy().argmax(1) == held for p in loaded])
     w = model_weights(correct, held)

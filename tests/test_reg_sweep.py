@@ -345,3 +345,61 @@ def test_nnictl_sweep_on_the_analytic_front(tmp_path: Path) -> None:
     # owed requests went out through st_callback, which turned TUNER_NO_MORE_TRIAL back into RUNNING
     assert "sent owed trial" in dispatcher_log
     assert "It is not supposed to receive more trials after NO_MORE_TRIAL is set" in manager_log
+
+
+def test_a_sweep_whose_trials_all_fail_ends_with_an_error_instead_of_waiting() -> None:
+    class Dispatcher:  # the two methods of NNI's MsgDispatcher the sweep uses
+        def __init__(self) -> None:
+            self.errors: list[str] = []
+
+        def send_trial_callback(self, parameter_id: int, params: dict) -> None:
+            raise AssertionError("nothing should be sent")
+
+        def report_error(self, error: str) -> None:
+            self.errors.append(error)
+
+    nni = Dispatcher()
+    tuner = make()
+    tuner.update_search_space(SPACE)
+    first = tuner.generate_multiple_parameters([0, 1], st_callback=nni.send_trial_callback)
+    assert [p["nu"] for p in first] == [0.2, 0.0]
+    tuner.trial_end(0, False)  # crashed (e.g. a wrong --data path)
+    assert tuner.generate_multiple_parameters([2], st_callback=nni.send_trial_callback) == []  # 0.0 still runs
+    tuner.trial_end(1, False)
+    assert len(nni.errors) == 1 and "all 2 trials failed" in nni.errors[0] and "--data" in nni.errors[0]
+    assert tuner.generate_multiple_parameters([3], st_callback=nni.send_trial_callback) == []
+    assert len(nni.errors) == 1  # reported once
+    alone = make()  # without NNI's dispatcher to tell, the failure is an exception
+    alone.update_search_space(SPACE)
+    for pid in (0, 1):
+        alone.generate_parameters(pid)
+        alone.trial_end(pid, False)
+    with pytest.raises(RuntimeError, match="all 2 trials failed"):
+        alone.generate_multiple_parameters([2])
+
+
+@pytest.mark.timeout(300)
+def test_nnictl_sweep_whose_trials_all_fail_ends_in_error(tmp_path: Path) -> None:
+    config = yaml.safe_load((REPO / "configs" / "sweep_analytic.yml").read_text())
+    config.update(searchSpaceFile=str(REPO / "examples" / "regularization_sweep" / "search_space.json"),
+                  trialCodeDirectory=str(REPO), experimentWorkingDirectory=str(tmp_path / "experiments"),
+                  trialCommand="python -c \"import sys; sys.exit('no data at /nowhere')\"",
+                  tuner={**config["tuner"], "codeDirectory": str(REPO)})
+    (tmp_path / "config.yml").write_text(yaml.safe_dump(config))
+    exp = experiment.create(tmp_path / "config.yml")
+    try:
+        deadline = time.time() + 150
+        while exp.status()["status"] not in ("ERROR", "DONE", "STOPPED"):
+            assert time.time() < deadline, f"still {exp.status()} after 150 s"
+            time.sleep(1)
+        status = exp.status()
+        dispatcher_log = (exp.directory / "log" / "dispatcher.log").read_text()
+        manager_log = (exp.directory / "log" / "nnimanager.log").read_text()
+        trials = exp.trials()
+    finally:
+        exp.stop()
+    # NNI 3.0's manager logs the tuner's error and then reports the closed dispatcher stream as the status
+    assert status["status"] == "ERROR", status
+    assert "all 2 trials failed" in dispatcher_log
+    assert "Dispatcher error: RegularizationSweep: all 2 trials failed" in manager_log
+    assert len(trials) == 2 and all(t.status == "FAILED" for t in trials)

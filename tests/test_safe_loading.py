@@ -70,6 +70,7 @@ def write_malicious(path: Path, marker: Path, *, writer: str, how: str = "system
 
 
 def _pcdarts_folder(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
     (folder / "result.json").write_text(json.dumps({"params": 10}))
     return folder / "predictions.pt"
 
@@ -152,15 +153,15 @@ def test_cli_train_supernet_resume_refuses_a_malicious_checkpoint(digits_root: P
     assert str(bad) in _one_line(capsys.readouterr().err)
 
 
-def test_cli_ofa3_tables_refuses_a_malicious_spos_checkpoint(tmp_path: Path,
+def test_cli_ofa3_tables_refuses_a_malicious_spos_checkpoint(digits_root: Path, tmp_path: Path,
                                                              capsys: pytest.CaptureFixture[str]) -> None:
     marker = tmp_path / "pwned"
     bad = write_malicious(tmp_path / "supernet.pth", marker, writer="torch.save")  # tagged: detected as SPOS
     space = create_space("spos-digits", **SMALL)
-    (tmp_path / "archs.json").write_text(json.dumps([space.official_architecture()]))
+    (tmp_path / "archs.json").write_text(json.dumps([space.sample(np.random.default_rng(0))]))
     for kind in ("auto", "spos"):
         assert main(["ofa3", "tables", "--population", str(tmp_path / "archs.json"), "--supernet", str(bad),
-                     "--space", kind, "--data", str(tmp_path), "--out", str(tmp_path / "t"), "--device", "cpu"]) == 2
+                     "--space", kind, "--data", str(digits_root), "--out", str(tmp_path / "t"), "--device", "cpu"]) == 2
         assert str(bad) in _one_line(capsys.readouterr().err) and not marker.exists()
 
 
@@ -223,9 +224,9 @@ def test_save_checkpoint_round_trips_with_weights_only(tmp_path: Path) -> None:
     space = model.space
     rng = capture_rng()
     expected = _draws()
-    save_checkpoint(tmp_path / "c.pth", model=model, space=space, kind="spos_supernet", step=1, optimizer=opt.state_dict(),
-                    scheduler=sched.state_dict(), sampler=sampler.state_dict(), rng=rng, history=[{"step": 1.0}],
-                    args={"run": {"data": str(tmp_path)}, "crop_size": 32}, total_steps=10)
+    save_checkpoint(tmp_path / "c.pth", model=model, space=space, kind="spos_supernet", step=1,
+                    optimizer=opt.state_dict(), scheduler=sched.state_dict(), sampler=sampler.state_dict(), rng=rng,
+                    history=[{"step": 1.0}], args={"run": {"data": str(tmp_path)}, "crop_size": 32}, total_steps=10)
     torch.load(tmp_path / "c.pth", weights_only=True)  # plain: no allow-listing needed
     loaded, ckpt = load_supernet(tmp_path / "c.pth")
     assert all(torch.equal(v, ckpt["model"][k]) for k, v in model.state_dict().items())
@@ -298,7 +299,6 @@ def test_predictions_round_trip(tmp_path: Path) -> None:
     logits = torch.eye(3)[labels] + 0.1
     for name, flip in (("a", False), ("b", True)):
         folder = tmp_path / name
-        folder.mkdir()
         preds = {"held_out": {"logits": logits, "labels": labels},
                  "test": {"logits": logits.flip(1) if flip else logits, "labels": labels}}
         torch.save(preds, _pcdarts_folder(folder))  # as `pcdarts train` writes them (tensors only)

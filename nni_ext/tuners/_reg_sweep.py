@@ -63,7 +63,9 @@ class RegularizationSweep(BaseTuner):
       first the manager goes ``NO_MORE_TRIAL`` and then ``DONE`` as usual.
 
     Failed trials (a crash, a NaN or missing ``reg_loss``/``criterion_loss``) are recorded; their ν
-    counts as tried, so they never stall the sweep. ``nnictl resume`` (or ``experiment import``) feeds
+    counts as tried, so they never stall the sweep. When every trial failed and none runs (e.g. a wrong
+    ``--data`` path), the sweep tells NNI's manager (``Dispatcher error: RegularizationSweep: all N trials
+    failed (...)`` in ``nnimanager.log`` and ``dispatcher.log``) and the experiment ends in ``ERROR``. ``nnictl resume`` (or ``experiment import``) feeds
     finished trials to :meth:`import_data`, which rebuilds the points and the visited gaps (the gaps
     whose ν was tried): the resumed sweep proposes what the uninterrupted one would have.
 
@@ -143,6 +145,7 @@ class RegularizationSweep(BaseTuner):
         self._owed: deque[int] = deque()
         self._callback: Callable[[int, dict[str, Any]], None] | None = None
         self._lock = threading.RLock()  # NNI calls trial_end from another thread than the rest
+        self._failure_reported = False
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickled without the lock and NNI's callback (neither survives a process); owed ids are dropped."""
@@ -254,11 +257,45 @@ class RegularizationSweep(BaseTuner):
             self.write_files()
             return params
 
+    def failure(self) -> str | None:
+        """Why the sweep cannot go on, when every trial failed and none runs (else ``None``)."""
+        failed = self.archive.failed()
+        if self.running() or self.archive.succeeded() or not failed or self._next()[0] is not None:
+            return None
+        reasons = sorted({r.reason for r in failed})
+        return (f"RegularizationSweep: all {len(failed)} trials failed ({'; '.join(reasons)}), so no front can be "
+                f"swept; see the trials' logs (e.g. a wrong --data path in trialCommand), fix it and create the "
+                f"experiment again")
+
+    def _report_failure(self, callback: Any) -> str | None:
+        """Tell NNI's manager the sweep failed (the web UI shows the message; the experiment ends in ERROR)."""
+        message = self.failure()
+        if message is None:
+            return None
+        logger.error(message)
+        dispatcher = getattr(callback, "__self__", None)  # MsgDispatcher.send_trial_callback is a bound method
+        if not self._failure_reported and hasattr(dispatcher, "report_error"):
+            self._failure_reported = True
+            dispatcher.report_error(message)
+        return message
+
     def generate_multiple_parameters(self, parameter_id_list: list[int], **kwargs: Any) -> list[dict[str, Any]]:
-        """NNI's dispatcher entry point: as many parameter sets as gaps allow; the rest are owed (see above)."""
+        """NNI's dispatcher entry point: as many parameter sets as gaps allow; the rest are owed (see above).
+
+        When every trial has failed and none runs, the sweep ends with an error (dispatcher log, experiment
+        status ERROR with the reasons in the web UI) instead of waiting in ``TUNER_NO_MORE_TRIAL`` forever.
+        """
         callback = kwargs.get("st_callback")
         out: list[dict[str, Any]] = []
         with self._lock:
+            reported = self._failure_reported
+            message = self._report_failure(callback or self._callback)
+            if message is not None:
+                if self._failure_reported and reported:  # NNI's manager has the message: refuse quietly
+                    return []
+                if not self._failure_reported:  # no manager to tell (not under nnictl): fail loudly
+                    raise RuntimeError(message)
+                return []
             for i, parameter_id in enumerate(parameter_id_list):
                 try:
                     out.append(self.generate_parameters(parameter_id, **kwargs))
@@ -310,6 +347,8 @@ class RegularizationSweep(BaseTuner):
                         self.criterion_key, record.value(self.criterion_key), len(self.front()), len(gaps),
                         f", widest {gaps[0].distance:.4g}" if gaps else "")
         self._send_owed()  # a failure opens no gap; kept for symmetry (and a result arriving late)
+        if not record.ok:
+            self._report_failure(self._callback)
 
     def _send_owed(self) -> None:
         while self._owed and self._callback is not None:
