@@ -65,7 +65,8 @@ class RegularizationSweep(BaseTuner):
     Failed trials (a crash, a NaN or missing ``reg_loss``/``criterion_loss``) are recorded; their ν
     counts as tried, so they never stall the sweep. When every trial failed and none runs (e.g. a wrong
     ``--data`` path), the sweep tells NNI's manager (``Dispatcher error: RegularizationSweep: all N trials
-    failed (...)`` in ``nnimanager.log`` and ``dispatcher.log``) and the experiment ends in ``ERROR``. ``nnictl resume`` (or ``experiment import``) feeds
+    failed (...)`` in ``nnimanager.log`` and ``dispatcher.log``) and the experiment ends in ``ERROR``.
+    ``nnictl resume`` (or ``experiment import``) feeds
     finished trials to :meth:`import_data`, which rebuilds the points and the visited gaps (the gaps
     whose ν was tried): the resumed sweep proposes what the uninterrupted one would have.
 
