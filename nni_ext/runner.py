@@ -59,6 +59,29 @@ def parse_resolutions(text: str) -> list[int]:
     return values
 
 
+def check_output_path(path: str | os.PathLike, option: str, *, directory: bool = False,
+                      example_name: str | None = None) -> Path:
+    """Check that ``path`` (given as ``option``) can be written before any work is done; returns it as a Path.
+
+    A file path must not be an existing directory, a directory path must not be an existing file,
+    and the nearest existing ancestor of either must be a directory. Bad paths raise
+    :class:`NniExtError` naming the option, the path and the fix.
+    """
+    out = Path(path)
+    if directory and out.exists() and not out.is_dir():
+        raise NniExtError(f"{path} is an existing file, not a folder; give {option} as a new or existing folder")
+    if not directory and out.is_dir():
+        hint = f", e.g. {out / example_name}" if example_name else ""
+        raise NniExtError(f"{path} is a directory; give {option} as a file path{hint}")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise NniExtError(f"{path}: {parent} is a file, not a folder, so nothing can be written under it; "
+                                  f"give {option} as a path inside a folder")
+            break
+    return out
+
+
 def trial_main(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], Any],
                argv: Sequence[str] | None = None) -> int:
     """Entry point of a trial module: parse ``argv``, call ``run(args)``, print its metrics as JSON.
@@ -92,4 +115,5 @@ def load_architecture(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
-__all__ = ["in_nni_trial", "load_architecture", "parse_resolutions", "parse_space_args", "run_guarded", "trial_main"]
+__all__ = ["check_output_path", "in_nni_trial", "load_architecture", "parse_resolutions", "parse_space_args",
+           "run_guarded", "trial_main"]

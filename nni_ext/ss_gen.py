@@ -36,12 +36,21 @@ def write_search_space(space: SearchSpace, path: str | os.PathLike = DEFAULT_FIL
 
 def run_trial_command(command: str, path: str | os.PathLike = DEFAULT_FILE, *, timeout: float = 600) -> Path:
     """Run ``command`` with ``NNI_GEN_SEARCH_SPACE=path``; the trial writes its space there and exits."""
+    try:
+        argv = shlex.split(command)
+    except ValueError as exc:  # "No closing quotation", "No escaped character"
+        raise NniExtError(f"trial command {command!r} cannot be split into arguments ({exc}); it is split like a "
+                          "shell line: close every quote, e.g. \"python3 trial.py --note 'a b'\"") from None
+    if not argv:
+        raise NniExtError("the trial command is empty; give one, e.g. \"python3 trial.py\"")
     out = Path(path).resolve()
+    if out.is_dir():
+        raise NniExtError(f"search-space output {path} is a directory; give a file path, e.g. {out / DEFAULT_FILE}")
     if out.exists():
         out.unlink()
     env = dict(os.environ, **{SS_GEN_ENV: str(out)})
     try:
-        proc = subprocess.run(shlex.split(command), env=env, timeout=timeout, capture_output=True, text=True)
+        proc = subprocess.run(argv, env=env, timeout=timeout, capture_output=True, text=True)
     except FileNotFoundError as exc:
         raise NniExtError(f"cannot run trial command {command!r}: {exc.strerror}: {exc.filename}") from None
     except subprocess.TimeoutExpired:

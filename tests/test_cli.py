@@ -92,3 +92,63 @@ def test_bad_input_gives_one_line_and_exit_2(tmp_path: Path, args: list[str], me
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr
     assert lines[0].startswith("nni-ext: error: ") and message in lines[0], lines[0]
+
+
+def _one_error_line(proc) -> str:
+    """The single ``nni-ext: error:`` line of a failed command (exit 2, no traceback)."""
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert lines[0].startswith("nni-ext: error: "), lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize("args,messages", [
+    (["ss_gen", "os:path"], ["'os:path' is a module, not a search space", "give `module:attr` of a SearchSpace"]),
+    (["ss_gen", "spos", "-o", "FILE/ss.json"], ["FILE/ss.json: FILE is a file, not a folder",
+                                                "give -o/--output as a path inside a folder"]),
+    (["ss_gen", "spos", "-o", "DIR"], ["DIR is a directory; give -o/--output as a file path, e.g. "
+                                       "DIR/nni_auto_gen_search_space.json"]),
+    (["ss_gen", "-t", "python -c pass", "-o", "DIR"], ["DIR is a directory; give -o/--output as a file path"]),
+    (["ss_gen", "spos", "--space-arg", "bogus_key=3"], ["search space 'spos' has no argument 'bogus_key'",
+                                                        "its arguments are: num_classes, stage_repeats"]),
+    (["ss_gen", "spos-digits", "--space-arg", "bogus_key=3"], ["'spos-digits' has no argument 'bogus_key'",
+                                                               "num_classes"]),
+    (["cost", "spos", "--space-arg", "bogus_key=3"], ["search space 'spos' has no argument 'bogus_key'",
+                                                      "its arguments are: num_classes, stage_repeats"]),
+    (["cost", "spos", "--input-size", "-5"], ["--input-size -5 must be a positive number of pixels",
+                                              "e.g. --input-size 224"]),
+    (["cost", "spos", "--input-size", "0"], ["--input-size 0 must be a positive number of pixels"]),
+    (["cost", "build-table", "spos", "--input-size", "0"], ["--input-size 0 must be a positive number of pixels"]),
+    (["data", "digits", "FILE"], ["FILE is an existing file, not a folder; give DIR as a new or existing folder"]),
+    (["data", "digits", "FILE/digits"], ["FILE is a file, not a folder"]),
+    (["ss_gen", "-t", "python3 -c 'unterminated"], ["-t/--trial-command \"python3 -c 'unterminated\" cannot be "
+                                                    "split into arguments (No closing quotation)",
+                                                    "close every quote"]),
+])
+def test_more_bad_input_gives_one_line_naming_it_and_the_fix(tmp_path: Path, args: list[str],
+                                                              messages: list[str]) -> None:
+    (tmp_path / "FILE").write_text("a regular file\n")
+    (tmp_path / "DIR").mkdir()
+    line = _one_error_line(run_cli(*args, cwd=tmp_path))
+    for message in messages:
+        assert message in line, line
+    assert (tmp_path / "FILE").read_text() == "a regular file\n" and not any((tmp_path / "DIR").iterdir())
+
+
+@pytest.mark.parametrize("backend", ["torchvision", "dali"])
+def test_data_check_reads_a_split_smaller_than_one_batch(digits_root: Path, tmp_path: Path, backend: str) -> None:
+    import shutil
+
+    from nni_ext.data.dali_loader import dali_available
+
+    if backend == "dali" and not dali_available():
+        pytest.skip("NVIDIA DALI is not installed")
+    for label in ("digit_0", "digit_1", "digit_2"):  # 9 training images, a batch of 64
+        (tmp_path / "tiny" / "train" / label).mkdir(parents=True)
+        for image in sorted((digits_root / "val" / label).iterdir())[:3]:
+            shutil.copy(image, tmp_path / "tiny" / "train" / label / image.name)
+    proc = run_cli("data", "check", str(tmp_path / "tiny"), "--split", "train", "--backend", backend, "--device",
+                   "cpu", "--crop-size", "32", "--workers", "1", "--batch-size", "64")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"train: 9 images in 1 batches via {backend}, image shape (3, 32, 32)"), proc.stdout

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from .common import parse_space_args
+from .common import check_output_path, parse_space_args
 
 
 def _space_options(p: argparse.ArgumentParser) -> None:
@@ -43,14 +43,24 @@ def add_table_parsers(sub: argparse._SubParsersAction) -> None:
     q.set_defaults(func=run_build_latency_table)
 
 
+def _check_input_size(args: argparse.Namespace) -> None:
+    """``--input-size`` must be a positive number of pixels (0 used to fall back to the default silently)."""
+    from ..errors import NniExtError
+
+    if args.input_size is not None and args.input_size < 1:
+        raise NniExtError(f"--input-size {args.input_size} must be a positive number of pixels, e.g. --input-size "
+                          "224; leave it out to use the space's default")
+
+
 def run(args: argparse.Namespace) -> int:
     from ..cost import CostTable, LatencyTable, count, measure_latency
     from ..errors import NniExtError
     from ..spaces import create_space
     from ..trial import load_architecture
 
+    _check_input_size(args)
     space = create_space(args.space, **parse_space_args(args.space_arg))
-    size = args.input_size or space.default_input_size
+    size = args.input_size if args.input_size is not None else space.default_input_size
     if args.arch:
         arch = space.validate(load_architecture(args.arch))
     elif hasattr(space, "official_architecture"):
@@ -77,6 +87,9 @@ def run_build_table(args: argparse.Namespace) -> int:
     from ..cost import CostTable
     from ..spaces import create_space
 
+    _check_input_size(args)
+    if args.output:
+        check_output_path(args.output, "-o/--output", example_name="cost_table.json")
     space = create_space(args.space, **parse_space_args(args.space_arg))
     table = CostTable.cached(space, args.input_size)
     if args.output:
@@ -90,6 +103,8 @@ def run_build_latency_table(args: argparse.Namespace) -> int:
     from ..cost import build_latency_table
     from ..spaces import create_space
 
+    _check_input_size(args)
+    check_output_path(args.output, "-o/--output", example_name="latency_table.yaml")
     space = create_space(args.space, **parse_space_args(args.space_arg))
     table = build_latency_table(space, args.input_size, device=args.device, warmup=args.warmup, repeats=args.repeats)
     table.save(args.output)

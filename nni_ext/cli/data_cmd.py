@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import time
 
+from .common import check_output_path
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="datasets: digits, subset, check")
@@ -38,6 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run_digits(args: argparse.Namespace) -> int:
     from ..data import write_digits
 
+    check_output_path(args.dir, "DIR", directory=True)
     counts = write_digits(args.dir, size=args.size, val_fraction=args.val_fraction, seed=args.seed)
     print(f"digits written to {args.dir}: {counts['train']} train, {counts['val']} val images, 10 classes")
     return 0
@@ -46,6 +49,7 @@ def run_digits(args: argparse.Namespace) -> int:
 def run_subset(args: argparse.Namespace) -> int:
     from ..data import make_subset
 
+    check_output_path(args.dst, "DST", directory=True)
     counts = make_subset(args.src, args.dst, per_class=args.per_class, split=args.split, holdout=args.holdout,
                          mode=args.mode)
     print(f"subset written to {args.dst}: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
@@ -54,15 +58,21 @@ def run_subset(args: argparse.Namespace) -> int:
 
 def run_check(args: argparse.Namespace) -> int:
     from ..data import Preprocessing, build_loader
+    from ..errors import DataError
 
+    # drop_last=False: a check reads every image, the last partial batch too (a split smaller than one batch
+    # used to give "0 images" with torchvision and "no data in the pipeline" with DALI)
     loader = build_loader(args.root, args.split, batch_size=args.batch_size, backend=args.backend, device=args.device,
                           preprocessing=Preprocessing.for_crop(args.crop_size, spos=args.spos_preprocessing),
-                          num_workers=args.workers, verify_headers=True)
+                          num_workers=args.workers, verify_headers=True, drop_last=False)
     start, n, shape = time.perf_counter(), 0, None
     for images, labels in loader:
         n += len(labels)
         shape = tuple(images.shape[1:])
     seconds = time.perf_counter() - start
+    if n == 0:
+        raise DataError(f"{args.split}: {args.root} gave no images via {loader.backend}; check that "
+                        f"{args.root}/{args.split}/<class>/ holds image files")
     print(f"{args.split}: {n} images in {len(loader)} batches via {loader.backend}, image shape {shape}, "
           f"{n / max(seconds, 1e-9):.0f} images/s")
     return 0

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 
 from ..ss_gen import DEFAULT_FILE, run_trial_command, write_search_space
-from .common import parse_space_args
+from .common import check_output_path, parse_space_args
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -28,11 +29,23 @@ def run(args: argparse.Namespace) -> int:
             space = create_space(name)
             print(f"{name}\t{len(space.labels)} labels\t{type(space).__doc__.strip().splitlines()[0]}")
         return 0
-    if args.trial_command:
-        path = run_trial_command(args.trial_command, args.output, timeout=args.timeout)
-    elif args.space:
-        path = write_search_space(create_space(args.space, **parse_space_args(args.space_arg)), args.output)
-    else:
+    if not (args.trial_command or args.space):
         raise NniExtError("give a SPACE (see `nni-ext ss_gen --list`) or -t \"TRIAL COMMAND\"")
+    check_output_path(args.output, "-o/--output", example_name=DEFAULT_FILE)
+    if args.trial_command:
+        try:
+            shlex.split(args.trial_command)
+        except ValueError as exc:  # "No closing quotation", "No escaped character"
+            raise NniExtError(f"-t/--trial-command {args.trial_command!r} cannot be split into arguments ({exc}); "
+                              "it is split like a shell line: close every quote inside it, e.g. "
+                              "-t \"python3 trial.py --note 'a b'\"") from None
+        path = run_trial_command(args.trial_command, args.output, timeout=args.timeout)
+    else:
+        space = create_space(args.space, **parse_space_args(args.space_arg))
+        try:
+            path = write_search_space(space, args.output)
+        except OSError as exc:
+            raise NniExtError(f"cannot write -o/--output {args.output}: {exc.strerror}; choose a writable "
+                              "file path") from None
     print(f"search space written to {path}")
     return 0

@@ -288,20 +288,37 @@ def write_latency(path: str | Path, names: Sequence[str], latency: Sequence[floa
     return atomic_write_csv(path, [{"model": n, "latency_ms": float(v)} for n, v in zip(names, latency)])
 
 
+#: how widely the models' wrong classes spread, for :func:`synthetic_tables`
+SPREADS = ("shared", "wide", "uniform")
+
+
 def synthetic_tables(*, models: int, images: int, classes: int = 1000, k: int = 5,
                      accuracy: tuple[float, float] = (0.70, 0.80), correlation: float = 0.9,
-                     seed: int | None = 0) -> TopKTables:
+                     seed: int | None = 0, spread: str = "shared") -> TopKTables:
     """Random but realistic top-k tables: correlated models with top-1 accuracies spread over ``accuracy``.
 
-    Each image has a difficulty shared by all models (``correlation``) and a list of look-alike classes
-    that wrong models mostly confuse it with, as networks from one supernet do. Probabilities are a
-    softmax over the look-alikes and the label with a random mass left for the other classes.
+    Each image has a difficulty shared by all models (``correlation``). ``spread`` sets which wrong classes
+    the models list:
+
+    * ``shared`` (the default): each image has 8 look-alike classes that wrong models mostly confuse it
+      with, as networks from one supernet do; over 100 models an image's top-5 classes span about 7
+      classes (at most 9).
+    * ``wide``: each image has a look-alike list of its own length (heavy-tailed: 8 to 71 classes) that
+      the models rank less alike; over 100 models an image's top-5 classes span about 20 classes on
+      average (90th percentile about 37, at most about 68 in 50,000 images).
+    * ``uniform``: the worst case: every model's wrong classes are drawn uniformly from all the classes,
+      independently of the other models' (an image's top-5 over 100 models spans about 300 classes).
+
+    Probabilities are a softmax over the label and the listed candidates with a random mass left for the
+    other classes. The ``shared`` tables are the same for a seed whatever else changes in this function.
     """
     from scipy.special import ndtri
 
     for arg, v, low in (("models", models, 1), ("images", images, 1), ("k", k, 1)):
         if v < low:
             raise ValueError(f"{arg}={v} must be at least {low}")
+    if spread not in SPREADS:
+        raise ValueError(f"spread={spread!r}; use one of {', '.join(SPREADS)}")
     pool = k + 4
     if classes < pool + 1:
         raise ValueError(f"classes={classes} must be at least k + 5 = {pool + 1}")
@@ -311,12 +328,25 @@ def synthetic_tables(*, models: int, images: int, classes: int = 1000, k: int = 
         raise ValueError(f"correlation={correlation} must be in [0, 1)")
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, classes, images)
+    if spread == "uniform":
+        return _uniform_tables(rng, labels, models, classes, k, accuracy, correlation)
+    if spread == "wide":
+        pool = min(72, classes)
     step = (classes - 1) // (pool - 1)
     offsets = np.cumsum(rng.integers(1, step + 1, (images, pool - 1)), axis=1)
     pool_ids = np.column_stack([labels, (labels[:, None] + offsets) % classes]).astype(np.int32)  # label first
     acc = np.sort(rng.uniform(*accuracy, models))
     difficulty = rng.standard_normal(images)
-    shared = (2.0 - 0.5 * np.arange(pool - 1) + rng.standard_normal((images, pool - 1))).astype(np.float32)
+    noise = 0.4
+    if spread == "wide":  # look-alikes per image: 8 + lognormal, flatter and ranked less alike
+        looks = np.minimum(pool - 1, k + 3 + np.floor(7.0 * np.exp(1.2 * rng.standard_normal(images))))
+        j = np.arange(pool - 1)[None, :]
+        shared = (2.0 - 2.0 * j / looks[:, None] + 0.5 * rng.standard_normal((images, pool - 1))).astype(np.float32)
+        shared[j >= looks[:, None]] = -np.inf
+        shared[:, 0] += 3.0  # one confuser most wrong models agree on: errors stay correlated
+        noise = 1.2
+    else:
+        shared = (2.0 - 0.5 * np.arange(pool - 1) + rng.standard_normal((images, pool - 1))).astype(np.float32)
     other = np.log(rng.uniform(0.02, 1.0, images)).astype(np.float32)  # mass left for the other classes
     ids = np.empty((models, images, k), dtype=np.int32)
     probs = np.empty((models, images, k), dtype=np.float32)
@@ -324,7 +354,47 @@ def synthetic_tables(*, models: int, images: int, classes: int = 1000, k: int = 
     for m in range(models):
         z = correlation * difficulty + math.sqrt(1 - correlation ** 2) * rng.standard_normal(images)
         logits = np.empty((images, pool), dtype=np.float32)
-        logits[:, 1:] = shared + 0.4 * rng.standard_normal((images, pool - 1), dtype=np.float32)
+        logits[:, 1:] = shared + noise * rng.standard_normal((images, pool - 1), dtype=np.float32)
+        best = logits[:, 1:].max(axis=1)
+        gap = rng.exponential(1.5, images).astype(np.float32) + 1e-3
+        logits[:, 0] = np.where(z < ndtri(acc[m]), best + gap, best - gap / 3)
+        logits -= logits.max(axis=1, keepdims=True)
+        if spread == "wide":  # the k best of many: partition first (no ties among them)
+            top = np.argpartition(-logits, k - 1, axis=1)[:, :k]
+            order = np.take_along_axis(top, np.argsort(-np.take_along_axis(logits, top, axis=1), axis=1), axis=1)
+        else:
+            order = np.argsort(-logits, axis=1)[:, :k]
+        e = np.exp(logits)
+        denom = e.sum(axis=1) + np.exp(other + 0.3 * rng.standard_normal(images, dtype=np.float32))
+        ids[m] = pool_ids[rows, order]
+        probs[m] = e[rows, order] / denom[:, None]
+    return TopKTables(ids, probs, labels, model_names(models))
+
+
+def _uniform_tables(rng: np.random.Generator, labels: np.ndarray, models: int, classes: int, k: int,
+                    accuracy: tuple[float, float], correlation: float) -> TopKTables:
+    """``synthetic_tables(spread="uniform")``: each model lists the label and k wrong classes drawn uniformly."""
+    from scipy.special import ndtri
+
+    images = len(labels)
+    acc = np.sort(rng.uniform(*accuracy, models))
+    difficulty = rng.standard_normal(images)
+    other = np.log(rng.uniform(0.02, 1.0, images)).astype(np.float32)
+    ids = np.empty((models, images, k), dtype=np.int32)
+    probs = np.empty((models, images, k), dtype=np.float32)
+    rows = np.arange(images)[:, None]
+    for m in range(models):
+        wrong = rng.integers(0, classes - 1, (images, k))  # k distinct classes other than the label
+        while True:
+            s = np.sort(wrong, axis=1)
+            again = (s[:, 1:] == s[:, :-1]).any(axis=1)
+            if not again.any():
+                break
+            wrong[again] = rng.integers(0, classes - 1, (int(again.sum()), k))
+        wrong += wrong >= labels[:, None]
+        z = correlation * difficulty + math.sqrt(1 - correlation ** 2) * rng.standard_normal(images)
+        logits = np.empty((images, k + 1), dtype=np.float32)
+        logits[:, 1:] = 2.0 - 0.5 * np.arange(k) + 0.4 * rng.standard_normal((images, k), dtype=np.float32)
         best = logits[:, 1:].max(axis=1)
         gap = rng.exponential(1.5, images).astype(np.float32) + 1e-3
         logits[:, 0] = np.where(z < ndtri(acc[m]), best + gap, best - gap / 3)
@@ -332,7 +402,8 @@ def synthetic_tables(*, models: int, images: int, classes: int = 1000, k: int = 
         order = np.argsort(-logits, axis=1)[:, :k]
         e = np.exp(logits)
         denom = e.sum(axis=1) + np.exp(other + 0.3 * rng.standard_normal(images, dtype=np.float32))
-        ids[m] = pool_ids[rows, order]
+        candidates = np.column_stack([labels, wrong]).astype(np.int32)
+        ids[m] = candidates[rows, order]
         probs[m] = e[rows, order] / denom[:, None]
     return TopKTables(ids, probs, labels, model_names(models))
 

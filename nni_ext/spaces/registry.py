@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import warnings
 from typing import Any, Callable, TypeVar
 
@@ -43,6 +44,7 @@ def create_space(ref: str | SearchSpace, **kwargs: Any) -> SearchSpace:
     if isinstance(ref, SearchSpace):
         return ref
     if ref in _SPACES:
+        _check_arguments(ref, _SPACES[ref], kwargs)
         return _SPACES[ref](**kwargs)
     if ":" in ref:
         module_name, _, attr = ref.partition(":")
@@ -53,9 +55,62 @@ def create_space(ref: str | SearchSpace, **kwargs: Any) -> SearchSpace:
         except (ImportError, AttributeError) as exc:
             raise NniExtError(f"cannot load search space {ref!r}: {exc}; give `module:attr` of an importable "
                               "SearchSpace (or a class/factory returning one)") from None
-        space = obj if isinstance(obj, SearchSpace) else obj(**kwargs)
+        if isinstance(obj, SearchSpace):
+            if kwargs:
+                raise NniExtError(f"{ref!r} is a ready-made search space and takes no arguments (got "
+                                  f"{', '.join(sorted(kwargs))}); drop them or point at its class or a factory")
+            space = obj
+        else:
+            if not callable(obj):
+                kind = "module" if inspect.ismodule(obj) else type(obj).__name__
+                raise NniExtError(f"{ref!r} is a {kind}, not a search space; give `module:attr` of a SearchSpace "
+                                  "instance, subclass or factory returning one (e.g. "
+                                  "nni_ext.spaces:SposShuffleNetV2Space)")
+            _check_arguments(ref, obj, kwargs)
+            space = obj(**kwargs)
         if not isinstance(space, SearchSpace):
             raise NniExtError(f"{ref!r} is a {type(space).__name__}, not a nni_ext SearchSpace")
         return space
     known = ", ".join(list_spaces()) or "none"
     raise NniExtError(f"unknown search space {ref!r}; registered spaces: {known} (or give module:attr)")
+
+
+def space_arguments(factory: Callable[..., Any]) -> list[str] | None:
+    """Keyword arguments a space class or factory accepts; ``None`` when it takes any (``**kwargs``).
+
+    A factory taking ``**overrides`` whose return annotation is a :class:`SearchSpace` subclass
+    accepts that class's arguments as well (e.g. ``spos-digits`` forwards to the ``spos`` class).
+    """
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):  # builtins without a signature
+        return None
+    names = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        returned: Any = None if isinstance(factory, type) else inspect.signature(factory).return_annotation
+        if isinstance(returned, str):  # postponed annotation: resolve a plain name in the factory's module
+            returned = getattr(factory, "__globals__", {}).get(returned)
+        if not (isinstance(returned, type) and issubclass(returned, SearchSpace) and returned is not factory):
+            return None
+        more = space_arguments(returned)
+        if more is None:
+            return None
+        names += [n for n in more if n not in names]
+    return names
+
+
+def _check_arguments(ref: str, factory: Callable[..., Any], kwargs: dict[str, Any]) -> None:
+    """Raise a one-line error for keyword arguments ``factory`` does not accept, naming the accepted ones."""
+    accepted = space_arguments(factory)
+    unknown = [key for key in kwargs if accepted is not None and key not in accepted]
+    if unknown:
+        plural = "s" if len(unknown) > 1 else ""
+        raise NniExtError(f"search space {ref!r} has no argument{plural} {', '.join(map(repr, unknown))}; its "
+                          f"arguments are: {', '.join(accepted or []) or 'none'}")
+    try:
+        inspect.signature(factory).bind(**kwargs)
+    except ValueError:  # no signature to check against
+        pass
+    except TypeError as exc:  # e.g. a required argument is missing
+        raise NniExtError(f"cannot build search space {ref!r}: {exc}; give `module:attr` of a SearchSpace "
+                          "subclass or factory whose arguments all have defaults (or pass them)") from None

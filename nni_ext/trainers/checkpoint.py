@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import pickletools
 import re
 import warnings
 from collections import OrderedDict
@@ -31,8 +32,9 @@ def _legacy_numpy_globals() -> list[Any]:
     """
     import numpy as np
 
-    rebuild = np._core.multiarray._reconstruct
-    return [rebuild, (rebuild, "numpy.core.multiarray._reconstruct"), np.ndarray, np.dtype, np.dtypes.UInt32DType]
+    rebuild = (getattr(np, "_core", None) or np.core).multiarray._reconstruct  # written as either name
+    return [(rebuild, "numpy._core.multiarray._reconstruct"), (rebuild, "numpy.core.multiarray._reconstruct"),
+            np.ndarray, np.dtype, type(np.dtype(np.uint32))]
 
 
 def _unsafe_detail(message: str) -> str:
@@ -61,7 +63,11 @@ def safe_torch_load(path: str | os.PathLike, what: str, *, map_location: Any = "
             warnings.filterwarnings("ignore", message="Detected pickle protocol")  # the refusal below says it all
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise NniExtError(f"cannot load {what} {path} safely: it holds Python objects or pickle code other than "
+        opcode = re.search(r"Unsupported operand (\d+)", str(exc))
+        if opcode and chr(int(opcode.group(1))) not in pickletools.code2op:  # not a pickle at all (JSON, text)
+            raise NniExtError(f"cannot read {what} {path}: not a PyTorch file (invalid load key "
+                              f"{chr(int(opcode.group(1)))!r})") from None
+        raise NniExtError(f"cannot read {what} {path} safely: it holds Python objects or pickle code other than "
                           f"tensors and plain values ({_unsafe_detail(str(exc))}); nothing in it was run. Give a "
                           "file written by nni-ext, or re-save only its tensors and plain values if you trust "
                           "it") from None

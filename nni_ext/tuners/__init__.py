@@ -8,6 +8,8 @@ from ._moo import NSGA2Tuner as NSGA2Tuner
 from ._moo import NSGA3Tuner as NSGA3Tuner
 from ._moo import SMSEMOATuner as SMSEMOATuner
 from ._moo import SPEA2Tuner as SPEA2Tuner
+from ._msunas import MSuNASTuner as MSuNASTuner
+from ._msunas import NSGANetV2Tuner as NSGANetV2Tuner
 from ._ofa3_ensemble import OFA3EnsembleTuner as OFA3EnsembleTuner
 from ._reg_sweep import RegularizationSweep as RegularizationSweep
 from ._spos_evolution import EvolutionWithFlops as EvolutionWithFlops
@@ -18,5 +20,6 @@ from .base import registered_tuners as registered_tuners
 from .params import ParameterSpace as ParameterSpace
 
 __all__ = ["AGEMOEATuner", "BaseTuner", "ConstrainedRandomTuner", "EvolutionWithFlops", "EvolutionWithLatency",
-           "MultiObjectiveTuner", "NSGA2Tuner", "NSGA3Tuner", "OFA3EnsembleTuner", "ParameterSpace",
-           "RegularizationSweep", "SMSEMOATuner", "SPEA2Tuner", "register_tuner", "registered_tuners"]
+           "MSuNASTuner", "MultiObjectiveTuner", "NSGA2Tuner", "NSGA3Tuner", "NSGANetV2Tuner", "OFA3EnsembleTuner",
+           "ParameterSpace", "RegularizationSweep", "SMSEMOATuner", "SPEA2Tuner", "register_tuner",
+           "registered_tuners"]
