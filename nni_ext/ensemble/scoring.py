@@ -10,7 +10,7 @@ pick of the lowest class id would be arbitrary). Decisive sums are taken in floa
 probabilities, which is exact for probabilities above about 1e-7, so the decision does not depend on
 summation order.
 
-**How it is fast.** :class:`SoftVotingScorer` compiles the tables once, per image:
+**How it is fast.** :class:`SoftVotingScorer` compiles the tables once, image by image:
 
 * classes whose probability is strictly below the label's in every model can never win and are dropped;
 * an image where some class is at least the label's in every model is wrong for every ensemble, and an
@@ -19,15 +19,28 @@ summation order.
   in every model is dropped too (it can never be the strongest rival).
 
 A contested image is right for ensemble ``b`` iff ``b @ (p_label - p_t) > 0`` for each of its threats
-``t``, so a population ``B`` (``P x models``) is scored with float32 matrix products against the
-``threats x models`` margins, a minimum per image and a count; products within their rounding bound
-of 0 are recomputed exactly in float64, so the result equals the dense computation. The margins are
-stored in blocks of about 2,000 threats of images with as many threats, threat ``j`` of every image of
-a block in one slab of rows, so that a block's product ``(threats, P)``, its minimum over the slabs and
-the counts stay in the CPU cache; the blocks are shared out between threads (one per core, at most 4),
-each running single-threaded BLAS. Memory is ``threats x models`` (float64 and float32 copies), never
-models x images x classes. A per-row cache is available (``cache_size``) but off by default: a search
-with duplicate elimination re-scores about 1 % of its rows, too few to pay for the look-ups.
+``t``. An image keeps at most ``reps + 1`` dense rows of margins, whatever the number of its threats:
+all of them when it has that few, else its ``reps`` strongest threats (largest summed probability) and
+one *envelope* row ``p_label - max_t p_t`` (per model, over the other threats), which is at most every
+other threat's margin. A population ``B`` (``P x models``) is scored with float32 matrix products against
+these rows: a pair (image, ensemble) is surely right when the envelope (or, for a complete image, the
+smallest margin) is above its rounding bound, surely wrong when a strong threat's margin is below minus
+that bound, and otherwise (a rival other than the strongest could win, or a margin within its rounding
+bound of 0, a tie) decided exactly in float64 from the image's sparse threats. On tables of real
+populations, where most wrong models agree on an image's confuser, the strongest threat and the
+envelope decide all but a few per mille of the pairs (see ``benchmarks/RESULTS.md``).
+
+The rows are stored in blocks of about 2,000 rows of images with as many rows, row ``j`` of every image
+of a block in one slab, so that a block's product ``(rows, P)``, its minimum over the slabs and the counts
+stay in the CPU cache; the blocks are shared out between threads (one per core, at most 4), each running
+single-threaded BLAS and its own exact checks (numba, without the GIL).
+
+**Memory** does not depend on how the classes spread: per contested image ``reps + 1`` float32 rows of
+``models`` margins, the label's ``models`` probabilities (float64) and the threats' nonzero probabilities,
+at most ``models x k`` of them (the image's own top-k entries): never ``threats x models``, let alone
+models x images x classes. The compile works on ``chunk`` images at a time. A per-row cache is available
+(``cache_size``) but off by default: a search with duplicate elimination re-scores about 1 % of its rows,
+too few to pay for the look-ups.
 
 Example:
     >>> from nni_ext.ensemble.tables import synthetic_tables
@@ -80,7 +93,12 @@ def _membership(membership: np.ndarray, n_models: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class CompileStats:
-    """How the tables reduced: images decided for every ensemble and what the matrix products cover."""
+    """How the tables reduced: images decided for every ensemble and what the matrix products cover.
+
+    ``threats`` counts the contested images' threat classes; ``rows`` the dense margin rows they keep
+    (at most ``reps + 1`` per image); ``enveloped`` the images whose weaker threats share one envelope row;
+    ``entries`` the threats' nonzero probabilities kept for the exact checks.
+    """
 
     images: int
     always_right: int
@@ -88,6 +106,9 @@ class CompileStats:
     contested: int
     threats: int
     seconds: float
+    rows: int = 0
+    enveloped: int = 0
+    entries: int = 0
 
 
 class SoftVotingScorer:
@@ -98,12 +119,15 @@ class SoftVotingScorer:
         chunk: images compiled at a time (bounds the compile's memory).
         cache_size: membership rows whose correct-count is remembered (0, the default: no cache; an
             NSGA-II run with duplicate elimination re-scores about 1 % of its rows, so a cache rarely pays).
-        block: threats scored at a time (their products and minima stay in the CPU cache).
+        block: dense rows scored at a time (their products and minima stay in the CPU cache).
         threads: threads scoring blocks side by side (default: the usable CPU cores, at most 4).
+        reps: strongest threats per image kept as dense rows beside the envelope of the others; an image
+            with at most ``reps + 1`` threats keeps them all. More rows decide more pairs by the products
+            and leave fewer to the exact check, at the cost of larger products.
     """
 
     def __init__(self, tables: TopKTables, *, chunk: int = 512, cache_size: int = 0, block: int = 2048,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, reps: int = 1) -> None:
         import time
 
         if chunk < 1:
@@ -112,19 +136,24 @@ class SoftVotingScorer:
             raise ValueError(f"cache_size={cache_size} must be 0 (no cache) or more")
         if block < 1:
             raise ValueError(f"block={block} must be at least 1")
+        if reps < 1:
+            raise ValueError(f"reps={reps} must be at least 1")
         start = time.perf_counter()
         self.n_models, self.n_images = tables.n_models, tables.n_images
-        self.cache_size = cache_size
+        if self.n_models > 32767:
+            raise ValueError(f"{self.n_models} models; the scorer handles at most 32767")
+        self.cache_size, self.reps = cache_size, int(reps)
         self._cache: dict[bytes, int] = {}
-        margins, counts = [], []
-        right = wrong = 0
         self.threads = _default_threads() if threads is None else int(threads)
         if self.threads < 1:
             raise ValueError(f"threads={threads} must be at least 1")
+        kernels = _kernels()
 
-        def compile_chunk(a: int) -> tuple[np.ndarray, np.ndarray, int, int]:
+        def compile_chunk(a: int) -> tuple[np.ndarray, ...]:
             b = min(a + chunk, self.n_images)
-            return _compile_chunk(tables.ids[:, a:b], tables.probs[:, a:b], tables.labels[a:b])
+            return kernels["compile"](np.ascontiguousarray(tables.ids[:, a:b]),
+                                      np.ascontiguousarray(tables.probs[:, a:b]),
+                                      np.ascontiguousarray(tables.labels[a:b]), self.reps)
 
         starts_ = range(0, self.n_images, chunk)
         if self.threads > 1 and len(starts_) > 1:
@@ -134,50 +163,58 @@ class SoftVotingScorer:
                 compiled = list(pool.map(compile_chunk, starts_))
         else:
             compiled = [compile_chunk(a) for a in starts_]
-        for m, c, r, w in compiled:
-            margins.append(m)
-            counts.append(c)
-            right, wrong = right + r, wrong + w
+        status = np.concatenate([c[0] for c in compiled])
+        right, wrong = int(np.count_nonzero(status == 0)), int(np.count_nonzero(status == 1))
         self.always_right = right
-        per_image = np.concatenate(counts)
-        order = np.argsort(per_image, kind="stable")  # by number of threats
-        starts = np.concatenate([[0], np.cumsum(per_image)[:-1]])
-        columns = np.concatenate([np.arange(starts[i], starts[i] + per_image[i]) for i in order]) \
-            if len(order) else np.zeros(0, dtype=np.int64)
-        #: (threats, models) exact margins p_label - p_threat (float64); threats of one image are adjacent,
-        #: images sorted by their number of threats
-        self.A = np.ascontiguousarray(np.concatenate(margins, axis=0)[columns])
-        counts_sorted = per_image[order]
-        sizes, size_start = np.unique(counts_sorted, return_index=True)
-        col_start = np.concatenate([[0], np.cumsum(counts_sorted)])[size_start]
-        #: (threats per image, first column, number of images) of each run of images with as many threats
-        self._groups = [(int(t), int(c), int(n)) for t, c, n in
-                        zip(sizes, col_start, np.diff(np.append(size_start, len(counts_sorted))))]
-        self._first = np.concatenate([[0], np.cumsum(counts_sorted)[:-1]]).astype(np.intp)  # per contested image
-        self._count = counts_sorted.astype(np.intp)
-        self._blocks = self._make_blocks(block)
+        n_threats = np.concatenate([c[1] for c in compiled]).astype(np.intp)  # per contested image
+        n_rows = np.concatenate([c[2] for c in compiled]).astype(np.intp)
+        rows = np.concatenate([c[3] for c in compiled])  # (rows, models) float32, image after image
+        #: (contested, models) float64: the label's probability in each model
+        self._plabel = np.ascontiguousarray(np.concatenate([c[4] for c in compiled]))
+        entries_per_threat = np.concatenate([c[5] for c in compiled]).astype(np.intp)
+        #: the threats' nonzero probabilities, threat after threat (strongest first), image after image
+        self._e_model = np.concatenate([c[6] for c in compiled])
+        self._e_value = np.concatenate([c[7] for c in compiled])
+        del compiled
+        self._t_ptr = np.concatenate([[0], np.cumsum(n_threats)]).astype(np.intp)  # threats of image i
+        self._e_ptr = np.concatenate([[0], np.cumsum(entries_per_threat)]).astype(np.intp)  # entries of threat t
+        enveloped = n_threats > n_rows
+        # images grouped by (rows, envelope or not), each group's rows slab by slab
+        kind = n_rows * 2 + enveloped
+        order = np.argsort(kind, kind="stable")
+        #: contested image (its index in the compile's order) of each position of the blocks' order
+        self._image = order.astype(np.intp)
+        row_start = np.concatenate([[0], np.cumsum(n_rows)[:-1]]).astype(np.intp)
+        self._blocks = self._make_blocks(rows, row_start, n_rows, enveloped, order, block)
+        del rows
         self._parts = _share_out(self._blocks, self.threads)
         self._executor: Any = None
         self._executor_pid = 0
         self.stats = CompileStats(images=self.n_images, always_right=right, always_wrong=wrong,
-                                  contested=len(per_image), threats=int(self.A.shape[0]),
-                                  seconds=time.perf_counter() - start)
-        log.info("compiled %d images: %d always right, %d always wrong, %d contested with %d threats (%.2f s)",
-                 self.n_images, right, wrong, self.stats.contested, self.stats.threats, self.stats.seconds)
+                                  contested=len(n_threats), threats=int(n_threats.sum()),
+                                  seconds=time.perf_counter() - start, rows=int(n_rows.sum()),
+                                  enveloped=int(enveloped.sum()), entries=len(self._e_value))
+        log.info("compiled %d images: %d always right, %d always wrong, %d contested with %d threats in %d rows "
+                 "(%d images with an envelope row) (%.2f s)", self.n_images, right, wrong, self.stats.contested,
+                 self.stats.threats, self.stats.rows, self.stats.enveloped, self.stats.seconds)
 
-    def _make_blocks(self, block: int) -> list[tuple[int, int, int, np.ndarray]]:
-        """Blocks of contested images with as many threats each: ``(threats per image, first image, images,
-        float32 margins (threats, models))``, threat ``j`` of every image in a contiguous slab of rows.
+    @staticmethod
+    def _make_blocks(rows: np.ndarray, row_start: np.ndarray, n_rows: np.ndarray, enveloped: np.ndarray,
+                     order: np.ndarray, block: int) -> list[tuple[int, int, int, np.ndarray, bool]]:
+        """Blocks of contested images with as many rows each: ``(rows per image, first position, images,
+        float32 margins (rows, models), whether the last row is an envelope)``, row ``j`` of every image in
+        a contiguous slab. Positions index the scorer's ``_image`` order.
         """
         blocks = []
-        image = 0
-        for t, c, n in self._groups:
+        kind = (n_rows * 2 + enveloped)[order]
+        bounds = np.flatnonzero(np.diff(kind)) + 1
+        for a, b in itertools.pairwise([0, *bounds.tolist(), len(order)]):
+            t, env = int(n_rows[order[a]]), bool(enveloped[order[a]])
             step = max(1, block // t)
-            for i0 in range(0, n, step):
-                k = min(step, n - i0)
-                rows = (c + (i0 + np.arange(k))[None, :] * t + np.arange(t)[:, None]).ravel()  # slab j, image i
-                blocks.append((t, image + i0, k, self.A[rows].astype(np.float32)))
-            image += n
+            for i0 in range(a, b, step):
+                k = min(step, b - i0)
+                take = (row_start[order[i0:i0 + k]][None, :] + np.arange(t)[:, None]).ravel()  # slab j, image i
+                blocks.append((t, i0, k, rows[take], env))
         return blocks
 
     def correct(self, membership: np.ndarray) -> np.ndarray:
@@ -210,7 +247,7 @@ class SoftVotingScorer:
 
     def _correct(self, B: np.ndarray) -> np.ndarray:
         count = np.full(len(B), self.always_right, dtype=np.int64)
-        if len(self.A) and len(B):
+        if self._blocks and len(B):
             count += self._contested_right(B)
         count[~B.any(axis=1)] = 0
         return count
@@ -220,23 +257,20 @@ class SoftVotingScorer:
 
         Block by block (so a block's products and minima stay in the CPU cache; the blocks are shared
         out between ``threads`` threads, each running single-threaded BLAS), a float32 product gives
-        every margin within ``tol`` (its rounding bound); (image, ensemble) pairs whose smallest margin
-        lies within ``tol`` of 0 are recomputed exactly in float64.
+        every row's margin within ``tol`` (its rounding bound); the (image, ensemble) pairs the rows do
+        not decide are checked exactly in float64 from the image's sparse threats.
         """
         BT = np.ascontiguousarray(B.T, dtype=np.float32)  # (models, P)
+        exact = (np.ascontiguousarray(B, dtype=np.uint8), self._image, self._plabel, self._t_ptr, self._e_ptr,
+                 self._e_model, self._e_value, _kernels()["exact"])
         # |float32 result - exact| <= (M + 1) u sum|a|, |a| <= 1: the dot's rounding plus that of A32
         tol = ((self.n_models + 2) * 2.0 ** -24 * B.sum(axis=1) * 1.01).astype(np.float32)
         parts = self._parts
         with _single_threaded_blas():
-            others = [self._pool().submit(_score_blocks, part, BT, tol) for part in parts[1:]]
-            results = [_score_blocks(parts[0], BT, tol)]  # this thread scores the first share meanwhile
+            others = [self._pool().submit(_score_blocks, part, BT, tol, exact) for part in parts[1:]]
+            results = [_score_blocks(parts[0], BT, tol, exact)]  # this thread scores the first share meanwhile
             results += [f.result() for f in others]
-        right = np.sum([r for r, _, _ in results], axis=0)
-        images = [i for _, i, _ in results if len(i)]
-        if images:
-            members = np.concatenate([m for _, i, m in results if len(i)])
-            right += self._exact_right(B, np.concatenate(images), members)
-        return right
+        return np.sum(results, axis=0)
 
     def _pool(self) -> Any:
         import os
@@ -253,14 +287,10 @@ class SoftVotingScorer:
         state["_executor"] = None  # threads do not pickle; a copy starts its own
         return state
 
-    def _exact_right(self, B: np.ndarray, images: np.ndarray, members: np.ndarray) -> np.ndarray:
-        """``(P,)`` how many of the (contested image, ensemble) pairs are right, in float64."""
-        n = self._count[images]
-        owner = np.repeat(np.arange(len(images)), n)
-        cols = np.repeat(self._first[images] - np.cumsum(n) + n, n) + np.arange(int(n.sum()))
-        exact = np.einsum("ij,ij->i", self.A[cols], B[members[owner]].astype(np.float64))
-        smallest = np.minimum.reduceat(exact, np.cumsum(n) - n)
-        return np.bincount(members[smallest > 0], minlength=len(B))
+    def nbytes(self) -> int:
+        """Bytes held by the compiled tables (rows, label probabilities, sparse threats and indices)."""
+        arrays = [self._plabel, self._e_model, self._e_value, self._t_ptr, self._e_ptr, self._image]
+        return sum(a.nbytes for a in arrays) + sum(b[3].nbytes for b in self._blocks)
 
 
 def _default_threads() -> int:
@@ -274,7 +304,7 @@ def _default_threads() -> int:
 
 
 def _share_out(blocks: list, parts: int) -> list[list]:
-    """Consecutive runs of ``blocks`` with about as many threats each (at most ``parts`` non-empty runs)."""
+    """Consecutive runs of ``blocks`` with about as many rows each (at most ``parts`` non-empty runs)."""
     if not blocks:
         return [[]]
     work = np.cumsum([len(b[3]) for b in blocks])
@@ -307,99 +337,262 @@ def _single_threaded_blas() -> Iterator[None]:
             limit.restore_original_limits()
 
 
-def _score_blocks(blocks: list, BT: np.ndarray, tol: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _score_blocks(blocks: list, BT: np.ndarray, tol: np.ndarray, exact: tuple) -> np.ndarray:
     """Score some blocks (see :meth:`SoftVotingScorer._contested_right`) for the ensembles ``BT`` (models, P).
 
-    Returns ``(P,)`` sure right counts and the (contested image, ensemble) pairs within ``tol`` of 0.
+    Per block: the smallest margin over the strong threats' rows and, for an image whose other threats
+    share an envelope row, the smaller of that and the envelope. A pair is right when the latter exceeds
+    ``tol``; wrong when a strong threat's margin is below ``-tol``; else it is checked exactly.
+    Returns ``(P,)`` right counts.
     """
     P = BT.shape[1]
     neg = -tol
     width = max(len(b[3]) for b in blocks) if blocks else 0
     G = np.empty(width * P, dtype=np.float32)
     flags = np.empty(width * P, dtype=bool)
+    undecided = np.empty(width * P, dtype=bool)
     right = np.zeros(P, dtype=np.int64)
-    images, members = [], []
-    for t, first, k, A32 in blocks:
+    positions, members = [], []
+    for t, first, k, A32, env in blocks:
         g = G[:t * k * P].reshape(t * k, P)
         np.matmul(A32, BT, out=g)
+        strong = t - 1 if env else t
         smallest = g[:k]
-        for j in range(1, t):
+        for j in range(1, strong):
             np.minimum(smallest, g[j * k:(j + 1) * k], out=smallest)
+        bound = smallest
+        if env:  # right for sure only when the strong threats and the envelope of the others all are
+            bound = np.minimum(g[strong * k:(strong + 1) * k], smallest, out=g[strong * k:(strong + 1) * k])
         flag = flags[:k * P].reshape(k, P)
-        np.greater(smallest, tol, out=flag)
+        np.greater(bound, tol, out=flag)
         sure = flag.view(np.uint8).sum(axis=0, dtype=np.int64)
         right += sure
-        np.greater_equal(smallest, neg, out=flag)
-        if np.count_nonzero(flag) > sure.sum():  # some pair within tol of 0: recompute it exactly
-            i, m = np.nonzero(np.abs(smallest) <= tol)
-            images.append(i + first)
+        open_ = undecided[:k * P].reshape(k, P)
+        np.greater_equal(smallest, neg, out=open_)
+        if np.count_nonzero(open_) > sure.sum():  # some pair neither surely right nor surely wrong
+            np.logical_and(open_, ~flag, out=open_)
+            i, m = np.nonzero(open_)
+            positions.append(i + first)
             members.append(m)
-    if images:
-        return right, np.concatenate(images), np.concatenate(members)
-    return right, np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp)
+    if positions:
+        B8, image, plabel, t_ptr, e_ptr, e_model, e_value, kernel = exact
+        pos = np.concatenate(positions)
+        right += kernel(B8, image[pos], np.concatenate(members).astype(np.intp), plabel, t_ptr, e_ptr,
+                        e_model, e_value)
+    return right
 
 
-def _compile_chunk(ids: np.ndarray, probs: np.ndarray, labels: np.ndarray
-                   ) -> tuple[np.ndarray, np.ndarray, int, int]:
-    """Reduce the tables of some images; see :class:`SoftVotingScorer`.
+_KERNELS: dict[str, Any] = {}
 
-    Returns ``(margins (threats, models), threats per contested image, always right, always wrong)``.
+
+def _kernels() -> dict[str, Any]:
+    """The numba-compiled kernels (compiled on first use, cached on disk when the package folder is writable)."""
+    if not _KERNELS:
+        try:
+            import numba
+        except ImportError as exc:  # a declared dependency of nni-ext
+            raise ImportError("the OFA³ soft-voting scorer needs numba; pip install 'numba>=0.57'") from exc
+        jit = numba.njit(cache=True, nogil=True)
+        _KERNELS.update(compile=jit(_compile_images), exact=jit(_exact_right))
+    return _KERNELS
+
+
+def _exact_right(B8: np.ndarray, images: np.ndarray, members: np.ndarray, plabel: np.ndarray,
+                 t_ptr: np.ndarray, e_ptr: np.ndarray, e_model: np.ndarray, e_value: np.ndarray) -> np.ndarray:
+    """``(P,)`` how many of the (contested image, ensemble) pairs are right, in float64 (numba kernel).
+
+    Right iff the label's summed probability is strictly larger than every threat's (strongest first).
+    """
+    P, M = B8.shape
+    right = np.zeros(P, dtype=np.int64)
+    for q in range(len(images)):
+        i, e = images[q], members[q]
+        label = 0.0
+        for m in range(M):
+            if B8[e, m]:
+                label += plabel[i, m]
+        ok = True
+        for t in range(t_ptr[i], t_ptr[i + 1]):
+            score = 0.0
+            for x in range(e_ptr[t], e_ptr[t + 1]):
+                if B8[e, e_model[x]]:
+                    score += e_value[x]
+            if score >= label:
+                ok = False
+                break
+        if ok:
+            right[e] += 1
+    return right
+
+
+def _compile_images(ids: np.ndarray, probs: np.ndarray, labels: np.ndarray, reps: int) -> tuple:
+    """Reduce the tables of some images (numba kernel); see :class:`SoftVotingScorer`.
+
+    ``ids`` and ``probs`` are ``(models, images, k)``. Returns, per image, its status (0 right for every
+    ensemble, 1 wrong for every ensemble, 2 contested) and, per contested image: its number of threats and
+    of dense rows, the rows ((rows, models) float32 margins: the strongest threats, then the envelope of the
+    others when they do not all fit), the label's probabilities (models,) float64, and its threats' nonzero
+    probabilities (entries per threat, their models and values), strongest threat first.
     """
     M, n, k = ids.shape
-    cls = ids.transpose(1, 0, 2).reshape(n, M * k)
-    p = probs.transpose(1, 0, 2).reshape(n, M * k).astype(np.float64)
-    model = np.repeat(np.arange(M), k)
-    # local class index per image: 0..U-1 in class-id order
-    order = np.argsort(cls, axis=1, kind="stable")
-    sorted_cls = np.take_along_axis(cls, order, axis=1)
-    local_sorted = np.concatenate([np.zeros((n, 1), dtype=np.int64),
-                                   np.cumsum(sorted_cls[:, 1:] != sorted_cls[:, :-1], axis=1)], axis=1)
-    local = np.empty_like(local_sorted)
-    np.put_along_axis(local, order, local_sorted, axis=1)
-    n_local = local_sorted[:, -1] + 1
-    U = int(n_local.max())
-    rows = np.arange(n)[:, None]
-    W = np.bincount(((rows * U + local) * M + model[None, :]).ravel(), weights=p.ravel(),
-                    minlength=n * U * M).reshape(n, U, M)  # (image, local class, model); duplicates add up
-    is_label = cls == labels[:, None]
-    label_local = np.where(is_label.any(axis=1), np.where(is_label, local, -1).max(axis=1), -1)
-    p_label = np.where(label_local[:, None] >= 0, W[np.arange(n), np.maximum(label_local, 0)], 0.0)  # (n, M)
-    valid = np.arange(U)[None, :] < n_local[:, None]
-    valid &= np.arange(U)[None, :] != label_local[:, None]
-    ge = W >= p_label[:, None, :]
-    candidate = valid & ge.any(axis=2)  # can tie or beat the label for some ensemble
-    wrong = (candidate & ge.all(axis=2)).any(axis=1)
-    right = ~wrong & ~candidate.any(axis=1)
-    contested = np.flatnonzero(~wrong & ~right)
-    if not len(contested):
-        return np.zeros((0, M)), np.zeros(0, dtype=np.int64), int(right.sum()), int(wrong.sum())
-    cand = candidate[contested]
-    width = int(cand.sum(axis=1).max())
-    slot = np.argsort(~cand, axis=1, kind="stable")[:, :width]  # candidate columns first
-    live = np.take_along_axis(cand, slot, axis=1)  # (c, width)
-    Wc = W[contested[:, None], slot]  # (c, width, M)
-    keep = live & ~_dominated(Wc, live)
-    margins = (p_label[contested][:, None, :] - Wc)[keep]  # (threats, M), exact in float64
-    return margins, keep.sum(axis=1).astype(np.int64), int(right.sum()), int(wrong.sum())
-
-
-def _dominated(W: np.ndarray, live: np.ndarray, budget: int = 20_000_000) -> np.ndarray:
-    """``(c, t)``: threat ``j`` of image ``i`` is matched or beaten in every model by another live threat.
-
-    Of identical threats the first is kept. Works in slices of images so the pairwise array stays small.
-    """
-    c, t, M = W.shape
-    out = np.zeros((c, t), dtype=bool)
-    step = max(1, budget // max(1, t * t * M))
-    idx = np.arange(t)
-    for a in range(0, c, step):
-        w, alive = W[a:a + step], live[a:a + step]
-        ge = (w[:, :, None, :] >= w[:, None, :, :]).all(axis=3)  # ge[i, d, j]: d >= j everywhere
-        gt = (w[:, :, None, :] > w[:, None, :, :]).any(axis=3)
-        beats = ge & (gt | (idx[:, None] < idx[None, :])[None]) & alive[:, :, None]
-        beats[:, idx, idx] = False
-        out[a:a + step] = beats.any(axis=1)
-    return out
+    E = M * k
+    status = np.empty(n, dtype=np.int8)
+    n_threats = np.empty(n, dtype=np.int32)
+    n_rows = np.empty(n, dtype=np.int32)
+    rows = np.empty((n * (reps + 1), M), dtype=np.float32)
+    plabels = np.empty((n, M), dtype=np.float64)
+    per_threat = np.empty(n * E, dtype=np.int32)
+    e_model = np.empty(n * E, dtype=np.int16)
+    e_value = np.empty(n * E, dtype=np.float64)
+    key = np.empty(E, dtype=np.int64)
+    cls = np.empty(E, dtype=np.int64)
+    mod = np.empty(E, dtype=np.int64)
+    val = np.empty(E, dtype=np.float64)
+    u_first = np.empty(E + 1, dtype=np.int64)  # merged entries of local class u: u_first[u]:u_first[u + 1]
+    u_cls = np.empty(E, dtype=np.int64)
+    m_mod = np.empty(E, dtype=np.int64)
+    m_val = np.empty(E, dtype=np.float64)
+    cand = np.empty(E, dtype=np.int64)  # candidate j -> local class
+    W = np.zeros((E, M), dtype=np.float64)  # dense rows of the candidates
+    kept = np.empty(E, dtype=np.int64)
+    strength = np.empty(E, dtype=np.float64)
+    plabel = np.empty(M, dtype=np.float64)
+    c = 0  # contested images so far
+    r = 0  # rows so far
+    nt = 0  # threats so far
+    ne = 0  # entries so far
+    for i in range(n):
+        y = labels[i]
+        plabel[:] = 0.0
+        cnt = 0
+        for m in range(M):
+            for s in range(k):
+                cl = ids[m, i, s]
+                if cl == y:
+                    plabel[m] += probs[m, i, s]
+                else:
+                    cls[cnt] = cl
+                    mod[cnt] = m
+                    val[cnt] = probs[m, i, s]
+                    key[cnt] = cl * M + m
+                    cnt += 1
+        order = np.argsort(key[:cnt], kind="mergesort")
+        # merge the entries: per class (in class-id order), per model (duplicates add up)
+        U = 0
+        x = 0
+        for a in range(cnt):
+            o = order[a]
+            if a == 0 or cls[o] != u_cls[U - 1]:
+                u_first[U] = x
+                u_cls[U] = cls[o]
+                U += 1
+            elif mod[o] == m_mod[x - 1]:
+                m_val[x - 1] += val[o]
+                continue
+            m_mod[x] = mod[o]
+            m_val[x] = val[o]
+            x += 1
+        u_first[U] = x
+        zero_label = 0
+        for m in range(M):
+            if plabel[m] <= 0.0:
+                zero_label += 1
+        n_cand = 0
+        always_wrong = False
+        for u in range(U):
+            ge = 0
+            zl = 0
+            for x in range(u_first[u], u_first[u + 1]):
+                if m_val[x] >= plabel[m_mod[x]]:
+                    ge += 1
+                if plabel[m_mod[x]] <= 0.0:
+                    zl += 1
+            unlisted_ge = zero_label - zl  # a model not listing u gives it 0 >= the label's 0
+            if ge + unlisted_ge > 0:
+                cand[n_cand] = u
+                n_cand += 1
+                if ge + unlisted_ge == M:
+                    always_wrong = True
+                    break
+        if always_wrong:
+            status[i] = 1
+            continue
+        if n_cand == 0:
+            status[i] = 0
+            continue
+        status[i] = 2
+        for j in range(n_cand):
+            u = cand[j]
+            W[j, :] = 0.0
+            for x in range(u_first[u], u_first[u + 1]):
+                W[j, m_mod[x]] = m_val[x]
+        # drop a candidate that another matches or beats in every model (of identical ones, keep the first)
+        T = 0
+        for j in range(n_cand):
+            m0 = -1
+            for x in range(u_first[cand[j]], u_first[cand[j] + 1]):
+                if m_val[x] > 0.0:
+                    m0 = m_mod[x]
+                    break
+            dominated = False
+            for d in range(n_cand):
+                if d == j:
+                    continue
+                if m0 >= 0 and W[d, m0] < W[j, m0]:  # cheap test first: most rivals fail it
+                    continue
+                ge_all = True
+                gt_any = False
+                for m in range(M):
+                    if W[d, m] < W[j, m]:
+                        ge_all = False
+                        break
+                    if W[d, m] > W[j, m]:
+                        gt_any = True
+                if ge_all and (gt_any or d < j):
+                    dominated = True
+                    break
+            if not dominated:
+                kept[T] = j
+                T += 1
+        for a in range(T):
+            total = 0.0
+            for m in range(M):
+                total += W[kept[a], m]
+            strength[a] = -total
+        by_strength = np.argsort(strength[:T], kind="mergesort")  # strongest first
+        full = T <= reps + 1
+        strong = T if full else reps
+        for a in range(strong):
+            j = kept[by_strength[a]]
+            for m in range(M):
+                rows[r, m] = plabel[m] - W[j, m]
+            r += 1
+        if not full:
+            for m in range(M):
+                top = 0.0
+                for a in range(strong, T):
+                    w = W[kept[by_strength[a]], m]
+                    if a == strong or w > top:
+                        top = w
+                rows[r, m] = plabel[m] - top
+            r += 1
+        plabels[c, :] = plabel
+        for a in range(T):
+            j = kept[by_strength[a]]
+            count = 0
+            for m in range(M):
+                if W[j, m] != 0.0:
+                    e_model[ne] = m
+                    e_value[ne] = W[j, m]
+                    ne += 1
+                    count += 1
+            per_threat[nt] = count
+            nt += 1
+        n_threats[c] = T
+        n_rows[c] = strong + (0 if full else 1)
+        c += 1
+    return (status, n_threats[:c].copy(), n_rows[:c].copy(), rows[:r].copy(), plabels[:c].copy(),
+            per_threat[:nt].copy(), e_model[:ne].copy(), e_value[:ne].copy())
 
 
 def dense_accuracy(tables: TopKTables, membership: np.ndarray, *, classes: int | None = None) -> np.ndarray:

@@ -10,7 +10,9 @@ The loop of the seeds, one *iteration* per planned batch:
    constraints are computed exactly from the space's cost table, never predicted.
 3. **Inner NSGA-II** (``inner_population`` 40, ``inner_generations`` 20) on predicted and exact objectives,
    seeded with the archive's front, integer and categorical genes rounded (per-gene bounds). With a single
-   objective, a genetic algorithm keeps the predicted best (CNAS's single-objective path).
+   objective, a genetic algorithm keeps the predicted best (CNAS's single-objective path). A finite space of
+   at most ``enumerate_up_to`` points (e.g. NAS-Bench-201's 15,625 cells) is predicted whole instead: the
+   candidates are then the predicted non-dominated layers, not an approximation of them.
 4. **Subset selection** of ``batch_size`` unseen candidates: ``selection: spread`` is NSGANetV2's rule
    (even spread along the second objective together with the archive's front), ``selection: hvi`` takes
    candidates greedily by the hypervolume improvement of their predicted objectives.
@@ -103,6 +105,8 @@ class MSuNASTuner(BaseTuner):
         batch_size: candidates per iteration (default 8).
         inner_population, inner_generations: the inner NSGA-II (40 and 20, as the seeds).
         selection: ``spread`` (NSGANetV2's subset selection) or ``hvi`` (greedy predicted hypervolume gain).
+        enumerate_up_to: predict every point of a finite space (only ``choice``/``randint`` parameters) of at
+            most this many points instead of running the inner NSGA-II (default 20,000; 0 never).
         patience: stop after this many iterations without hypervolume improvement (CNAS); default never.
         max_iterations: stop after this many iterations; default run until NNI's ``maxTrialNumber``.
         reference_point: ``{key: value}`` for the hypervolume; else fixed after the design of experiments.
@@ -113,7 +117,8 @@ class MSuNASTuner(BaseTuner):
     def __init__(self, *, objectives: Mapping[str, str], constraints: Mapping[str, Any] | None = None,
                  space: str | None = None, space_args: Mapping[str, Any] | None = None, input_size: int | None = None,
                  surrogate: str = "as", initial_samples: int = 100, batch_size: int = 8, inner_population: int = 40,
-                 inner_generations: int = 20, selection: str = "spread", patience: int | None = None,
+                 inner_generations: int = 20, selection: str = "spread", enumerate_up_to: int = 20000,
+                 patience: int | None = None,
                  max_iterations: int | None = None, reference_point: Mapping[str, float] | None = None,
                  output_dir: str | None = None, seed: int | None = None) -> None:
         check_choice("surrogate", surrogate, SURROGATES)
@@ -122,6 +127,7 @@ class MSuNASTuner(BaseTuner):
         check_int("batch_size", batch_size, 1)
         check_int("inner_population", inner_population, 4)
         check_int("inner_generations", inner_generations, 1)
+        check_int("enumerate_up_to", enumerate_up_to, 0)
         check_int("patience", patience, 1, optional=True)
         check_int("max_iterations", max_iterations, 1, optional=True)
         check_int("input_size", input_size, 1, optional=True)
@@ -133,6 +139,7 @@ class MSuNASTuner(BaseTuner):
         self.surrogate_name, self.selection = surrogate, selection
         self.initial_samples, self.batch_size = initial_samples, batch_size
         self.inner_population, self.inner_generations = inner_population, inner_generations
+        self.enumerate_up_to = enumerate_up_to
         self.patience, self.max_iterations = patience, max_iterations
         self.cost_model = self._cost_model(space, space_args, input_size) if space else None
         self.exact = [k for k in self.objectives.keys if self.cost_model is not None and k in EXACT_KEYS]
@@ -311,8 +318,47 @@ class MSuNASTuner(BaseTuner):
             batch += extra
         return batch, {"surrogates": infos, "inner_pool": len(pool)}
 
+    def _space_size(self) -> int | None:
+        """How many points a finite space has (``None`` when a parameter is continuous)."""
+        assert self.space is not None
+        size = 1
+        for p in self.space.parameters:
+            if p.is_categorical:
+                size *= len(p.args)
+            elif p.type == "randint":
+                size *= int(p.args[1]) - int(p.args[0])
+            else:
+                return None
+        return size
+
+    def _enumerate(self, models: list[Any]) -> tuple[list[dict[str, Any]], np.ndarray]:
+        """Every unseen feasible point of a small finite space; the pool is its best predicted layers."""
+        import itertools
+
+        assert self.space is not None
+        axes = [np.arange(len(p.args)) if p.is_categorical else np.arange(int(p.args[0]), int(p.args[1]))
+                for p in self.space.parameters]
+        X = np.array(list(itertools.product(*axes)), dtype=float)
+        F = self._predict(models, X)
+        from ..core.pareto import constrained_ranks
+
+        order = np.lexsort((F[:, 0], constrained_ranks(F)))
+        pool, rows, taken = [], [], {params_key(p) for p in self.queue}
+        for i in order:
+            params = self.space.decode(X[i])
+            if self._unseen(params, taken) and self._feasible_before_dispatch(params):
+                taken.add(params_key(params))
+                pool.append(params)
+                rows.append(i)
+                if len(pool) >= max(self.inner_population, 4 * self.batch_size):
+                    break
+        return pool, F[rows] if rows else np.zeros((0, len(self.objectives)))
+
     def _inner_search(self, models: list[Any], ok: list[Record]) -> tuple[list[dict[str, Any]], np.ndarray]:
         """Unseen, distinct, feasible parameter dicts of the inner search's final population, with predictions."""
+        size = self._space_size()
+        if size is not None and size <= self.enumerate_up_to:
+            return self._enumerate(models)
         from pymoo.core.problem import Problem
         from pymoo.core.repair import Repair
         from pymoo.operators.crossover.sbx import SBX
