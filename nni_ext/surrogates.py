@@ -129,7 +129,7 @@ class MLP:
 
         y = np.asarray(y, float)
         self.mu, self.sd = float(y.mean()), float(y.std() or 1.0)
-        self.model = MLPRegressor((128, 128, 128), learning_rate_init=1e-3, max_iter=2000,
+        self.model = MLPRegressor(hidden_layer_sizes=(128, 128, 128), learning_rate_init=1e-3, max_iter=2000,
                                   early_stopping=len(y) >= 20, n_iter_no_change=50, random_state=self.seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -30,6 +30,71 @@ def test_count_matches_torchvision_metadata(name: str) -> None:
     cost = count(torchvision.models.get_model(name), input_size=(1, 3, 224, 224))
     assert cost.params == meta["num_params"]
     assert cost.flops == pytest.approx(meta["_ops"] * 1e9, rel=0.002)  # _ops is GMACs
+    assert cost.flops == pytest.approx(meta["_ops"] * 1e9, abs=0.5e6)  # _ops is rounded to 3 decimals (1M MACs)
+
+
+@pytest.mark.parametrize("name", ["vit_b_16", "swin_t", "maxvit_t", "swin_v2_t"])
+def test_count_matches_torchvision_metadata_beyond_cnns(name: str) -> None:
+    """Transformers and attention models match torchvision's published GMACs at their evaluation crop.
+
+    The tolerance is the rounding of ``_ops`` (3 decimals of G, so half of 1M MACs). Before attention
+    was counted, ViT-B/16 gave 11.27 G (the fused nn.MultiheadAttention fast path was invisible) and
+    16.85 G without the fast path (the CPU flash kernel of scaled_dot_product_attention had no formula).
+    """
+    weights = torchvision.models.get_model_weights(name).DEFAULT
+    size = weights.transforms().crop_size[0]  # 224, and 256 for swin_v2_t
+    cost = count(torchvision.models.get_model(name, weights=None), input_size=size)
+    assert cost.params == weights.meta["num_params"]
+    assert cost.flops == pytest.approx(weights.meta["_ops"] * 1e9, abs=0.5e6)
+
+
+def _fastpath_enabled() -> bool:
+    return torch.backends.mha.get_fastpath_enabled()
+
+
+def test_count_sees_multihead_attention_fast_path_and_restores_it() -> None:
+    """nn.MultiheadAttention and nn.TransformerEncoderLayer in eval mode: projections, Q Kᵀ and A V all count."""
+    d, heads, ff, length = 64, 4, 96, 10
+    layer = torch.nn.TransformerEncoderLayer(d, heads, dim_feedforward=ff, batch_first=True)
+    encoder = torch.nn.TransformerEncoder(layer, num_layers=2, enable_nested_tensor=False)
+    per_layer = length * 4 * d * d + 2 * length * length * d + length * 2 * d * ff
+    x = torch.randn(3, length, d)
+    assert _fastpath_enabled()
+    assert count(encoder, inputs=x).flops == 3 * 2 * per_layer
+
+    class SelfAttention(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.mha = torch.nn.MultiheadAttention(d, heads, batch_first=True)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.mha(x, x, x, need_weights=False)[0]
+
+    assert count(SelfAttention(), inputs=x).flops == 3 * (length * 4 * d * d + 2 * length * length * d)
+    assert _fastpath_enabled()
+
+    class Broken(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            assert not _fastpath_enabled()
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        count(Broken(), inputs=x)
+    assert _fastpath_enabled()
+
+
+@pytest.mark.parametrize("dim_v", [16, 8])  # on CPU: 16 runs the fused flash kernel, 8 the decomposed math path
+def test_count_sees_scaled_dot_product_attention(dim_v: int) -> None:
+    """A module calling F.scaled_dot_product_attention directly: Q Kᵀ (L·S·E) plus A V (L·S·Ev) per head."""
+
+    class Attend(torch.nn.Module):
+        def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.scaled_dot_product_attention(q, k, v)
+
+    batch, heads, length, source, dim = 2, 4, 10, 7, 16
+    q, k, v = (torch.randn(batch, heads, length, dim), torch.randn(batch, heads, source, dim),
+               torch.randn(batch, heads, source, dim_v))
+    assert count(Attend(), inputs=(q, k, v)).flops == batch * heads * length * source * (dim + dim_v)
 
 
 def test_spos_official_architecture_matches_published_cost() -> None:

@@ -4,15 +4,70 @@ Built on :class:`torch.utils.flop_counter.FlopCounterMode`, which counts 2 FLOPs
 multiply-accumulate of convolutions and matrix products; we report MACs, the convention of
 the SPOS, OFA and NSGANetV2 papers ("330M FLOPs") and of torchvision's ``_ops`` metadata.
 Element-wise work (BN, activations, pooling, additions) is not counted, as in those papers.
+
+Attention is counted too: while counting, PyTorch's fused "fast path" of ``nn.MultiheadAttention``
+and ``nn.TransformerEncoder(Layer)`` (one kernel the counter cannot see into) is switched off, so
+the projections and the two attention products run as ordinary matrix products; and fused
+``scaled_dot_product_attention`` kernels the counter has no formula for on this PyTorch (the
+CPU flash kernel, among others) are counted as ``Q Kᵀ`` plus ``A V``.
 """
 from __future__ import annotations
 
+import contextlib
+import math
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch import nn
+from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
+
+#: fused attention kernels reached through ``F.scaled_dot_product_attention`` whose first three arguments are
+#: query ``(..., L, E)``, key ``(..., S, E)`` and value ``(..., S, Ev)``; counted when torch has no formula
+_SDPA_KERNELS = ("_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_fused_attention_overrideable",
+                 "_scaled_dot_product_attention_math_for_mps", "_scaled_dot_product_flash_attention",
+                 "_scaled_dot_product_efficient_attention", "_scaled_dot_product_cudnn_attention")
+
+
+def _sdpa_flops(query_shape: Sequence[int], key_shape: Sequence[int], value_shape: Sequence[int], *args: Any,
+                out_shape: Any = None, **kwargs: Any) -> int:
+    """FLOPs (2 per multiply-accumulate) of ``softmax(Q Kᵀ) V``: ``Q Kᵀ`` plus ``A V`` (as torch counts them).
+
+    Leading dimensions are those of the query (batch and query heads: grouped-query attention
+    broadcasts the key/value heads). Causal masks are not discounted, as in torch's own formula.
+    """
+    *lead, length, dim = query_shape
+    return 2 * math.prod(lead) * length * key_shape[-2] * (dim + value_shape[-1])
+
+
+def _extra_formulas() -> dict[Any, Callable[..., int]]:
+    """Formulas for the fused attention kernels that this torch's flop counter does not know."""
+    extra: dict[Any, Callable[..., int]] = {}
+    for name in _SDPA_KERNELS:
+        op = getattr(torch.ops.aten, name, None)
+        if op is not None and op not in flop_counter.flop_registry:
+            extra[op] = _sdpa_flops
+    return extra
+
+
+@contextlib.contextmanager
+def attention_fastpath_disabled() -> Iterator[None]:
+    """Switch off the fused ``nn.MultiheadAttention``/``nn.TransformerEncoder`` fast path; restored on exit.
+
+    The fast path computes the same attention in one kernel (``aten._native_multi_head_attention``,
+    ``aten._transformer_encoder_layer_fwd``) that ``torch.utils.flop_counter`` does not look into.
+    """
+    mha = getattr(torch.backends, "mha", None)
+    if mha is None or not hasattr(mha, "set_fastpath_enabled"):  # torch < 2.1 has no switch
+        yield
+        return
+    before = mha.get_fastpath_enabled()
+    mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        mha.set_fastpath_enabled(before)
 
 
 @dataclass(frozen=True)
@@ -57,7 +112,9 @@ def count(model: nn.Module, input_size: int | Sequence[int] = (1, 3, 224, 224), 
 
     Args:
         model: any module; it is run once in eval mode without gradients (BN statistics and
-            the train/eval flag are left as they were).
+            the train/eval flag are left as they were). Attention counts too: the fused fast
+            path of ``nn.MultiheadAttention`` is off while counting, and fused
+            ``scaled_dot_product_attention`` kernels count as ``Q Kᵀ`` plus ``A V``.
         input_size: an int (square image, batch 1), ``(H, W)``, ``(C, H, W)`` or ``(N, C, H, W)``.
         inputs: a tensor or tuple of tensors to feed instead of zeros of ``input_size``.
         device: where to run; defaults to the device of the model's first parameter.
@@ -78,7 +135,8 @@ def count(model: nn.Module, input_size: int | Sequence[int] = (1, 3, 224, 224), 
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        with torch.no_grad(), attention_fastpath_disabled(), \
+                FlopCounterMode(display=False, custom_mapping=_extra_formulas()) as counter:
             model(*inputs)
     finally:
         model.train(was_training)

@@ -170,13 +170,16 @@ class SoftVotingScorer:
         n_rows = np.concatenate([c[2] for c in compiled]).astype(np.intp)
         rows = np.concatenate([c[3] for c in compiled])  # (rows, models) float32, image after image
         #: (contested, models) float64: the label's probability in each model
-        self._plabel = np.ascontiguousarray(np.concatenate([c[4] for c in compiled]))
-        entries_per_threat = np.concatenate([c[5] for c in compiled]).astype(np.intp)
-        #: the threats' nonzero probabilities, threat after threat (strongest first), image after image
-        self._e_model = np.concatenate([c[6] for c in compiled])
-        self._e_value = np.concatenate([c[7] for c in compiled])
+        self._plabel = np.concatenate([c[4] for c in compiled])
+        #: (contested, models) float64: the probability of the threat only that model lists (0: none)
+        self._single = np.concatenate([c[5] for c in compiled])
+        n_multi = np.concatenate([c[6] for c in compiled]).astype(np.intp)
+        entries_per_threat = np.concatenate([c[7] for c in compiled]).astype(np.intp)
+        #: the other threats' nonzero probabilities, threat after threat (strongest first), image after image
+        self._e_model = np.concatenate([c[8] for c in compiled])
+        self._e_value = np.concatenate([c[9] for c in compiled])
         del compiled
-        self._t_ptr = np.concatenate([[0], np.cumsum(n_threats)]).astype(np.intp)  # threats of image i
+        self._t_ptr = np.concatenate([[0], np.cumsum(n_multi)]).astype(np.intp)  # threats of image i
         self._e_ptr = np.concatenate([[0], np.cumsum(entries_per_threat)]).astype(np.intp)  # entries of threat t
         enveloped = n_threats > n_rows
         # images grouped by (rows, envelope or not), each group's rows slab by slab
@@ -261,8 +264,8 @@ class SoftVotingScorer:
         not decide are checked exactly in float64 from the image's sparse threats.
         """
         BT = np.ascontiguousarray(B.T, dtype=np.float32)  # (models, P)
-        exact = (np.ascontiguousarray(B, dtype=np.uint8), self._image, self._plabel, self._t_ptr, self._e_ptr,
-                 self._e_model, self._e_value, _kernels()["exact"])
+        exact = (np.ascontiguousarray(B, dtype=np.float64), self._image, self._plabel, self._single, self._t_ptr,
+                 self._e_ptr, self._e_model, self._e_value, _kernels())
         # |float32 result - exact| <= (M + 1) u sum|a|, |a| <= 1: the dot's rounding plus that of A32
         tol = ((self.n_models + 2) * 2.0 ** -24 * B.sum(axis=1) * 1.01).astype(np.float32)
         parts = self._parts
@@ -289,7 +292,7 @@ class SoftVotingScorer:
 
     def nbytes(self) -> int:
         """Bytes held by the compiled tables (rows, label probabilities, sparse threats and indices)."""
-        arrays = [self._plabel, self._e_model, self._e_value, self._t_ptr, self._e_ptr, self._image]
+        arrays = [self._plabel, self._single, self._e_model, self._e_value, self._t_ptr, self._e_ptr, self._image]
         return sum(a.nbytes for a in arrays) + sum(b[3].nbytes for b in self._blocks)
 
 
@@ -340,46 +343,61 @@ def _single_threaded_blas() -> Iterator[None]:
 def _score_blocks(blocks: list, BT: np.ndarray, tol: np.ndarray, exact: tuple) -> np.ndarray:
     """Score some blocks (see :meth:`SoftVotingScorer._contested_right`) for the ensembles ``BT`` (models, P).
 
-    Per block: the smallest margin over the strong threats' rows and, for an image whose other threats
-    share an envelope row, the smaller of that and the envelope. A pair is right when the latter exceeds
-    ``tol``; wrong when a strong threat's margin is below ``-tol``; else it is checked exactly.
-    Returns ``(P,)`` right counts.
+    Per block: a float32 product, then (numba, :func:`_sift`) per pair the smallest margin over the strong
+    threats' rows and, for an image whose other threats share an envelope row, the smaller of that and the
+    envelope: the pair is right when the latter exceeds ``tol``, wrong when a strong threat's margin is below
+    ``-tol``, else checked exactly (:func:`_exact_right`). Returns ``(P,)`` right counts.
     """
+    Bf, image, plabel, single, t_ptr, e_ptr, e_model, e_value, kernels = exact
+    sift, check = kernels["sift"], kernels["exact"]
     P = BT.shape[1]
-    neg = -tol
     width = max(len(b[3]) for b in blocks) if blocks else 0
     G = np.empty(width * P, dtype=np.float32)
-    flags = np.empty(width * P, dtype=bool)
-    undecided = np.empty(width * P, dtype=bool)
+    height = max(b[2] for b in blocks) if blocks else 0
+    images = np.empty(height * P, dtype=np.intp)
+    members = np.empty(height * P, dtype=np.intp)
     right = np.zeros(P, dtype=np.int64)
-    positions, members = [], []
     for t, first, k, A32, env in blocks:
         g = G[:t * k * P].reshape(t * k, P)
         np.matmul(A32, BT, out=g)
-        strong = t - 1 if env else t
-        smallest = g[:k]
-        for j in range(1, strong):
-            np.minimum(smallest, g[j * k:(j + 1) * k], out=smallest)
-        bound = smallest
-        if env:  # right for sure only when the strong threats and the envelope of the others all are
-            bound = np.minimum(g[strong * k:(strong + 1) * k], smallest, out=g[strong * k:(strong + 1) * k])
-        flag = flags[:k * P].reshape(k, P)
-        np.greater(bound, tol, out=flag)
-        sure = flag.view(np.uint8).sum(axis=0, dtype=np.int64)
-        right += sure
-        open_ = undecided[:k * P].reshape(k, P)
-        np.greater_equal(smallest, neg, out=open_)
-        if np.count_nonzero(open_) > sure.sum():  # some pair neither surely right nor surely wrong
-            np.logical_and(open_, ~flag, out=open_)
-            i, m = np.nonzero(open_)
-            positions.append(i + first)
-            members.append(m)
-    if positions:
-        B8, image, plabel, t_ptr, e_ptr, e_model, e_value, kernel = exact
-        pos = np.concatenate(positions)
-        right += kernel(B8, image[pos], np.concatenate(members).astype(np.intp), plabel, t_ptr, e_ptr,
-                        e_model, e_value)
+        n = sift(g, t, k, env, tol, right, image[first:first + k], images, members)
+        if n:
+            right += check(Bf, images[:n], members[:n], plabel, single, t_ptr, e_ptr, e_model, e_value)
     return right
+
+
+def _sift(g: np.ndarray, t: int, k: int, env: bool, tol: np.ndarray, right: np.ndarray, image: np.ndarray,
+          images: np.ndarray, members: np.ndarray) -> int:
+    """Count a block's surely right pairs into ``right`` and list the undecided ones (numba kernel).
+
+    ``g`` is the block's ``(t * k, P)`` product (slab ``j``: row ``j`` of its ``k`` images); with ``env`` the
+    last slab is the envelope. Writes the undecided pairs' images (``image`` maps the block's images) and
+    ensembles to ``images`` and ``members``, and returns how many there are.
+    """
+    P = g.shape[1]
+    strong = t - 1 if env else t
+    n = 0
+    for i in range(k):
+        undecided = False
+        for e in range(P):
+            s = g[i, e]
+            for j in range(1, strong):
+                s = min(s, g[j * k + i, e])
+            bound = min(s, g[strong * k + i, e]) if env else s
+            sure = bound > tol[e]
+            right[e] += sure
+            undecided |= (not sure) and s >= -tol[e]
+        if undecided:
+            for e in range(P):
+                s = g[i, e]
+                for j in range(1, strong):
+                    s = min(s, g[j * k + i, e])
+                bound = min(s, g[strong * k + i, e]) if env else s
+                if not bound > tol[e] and s >= -tol[e]:
+                    images[n] = image[i]
+                    members[n] = e
+                    n += 1
+    return n
 
 
 _KERNELS: dict[str, Any] = {}
@@ -393,30 +411,35 @@ def _kernels() -> dict[str, Any]:
         except ImportError as exc:  # a declared dependency of nni-ext
             raise ImportError("the OFA³ soft-voting scorer needs numba; pip install 'numba>=0.57'") from exc
         jit = numba.njit(cache=True, nogil=True)
-        _KERNELS.update(compile=jit(_compile_images), exact=jit(_exact_right))
+        _KERNELS.update(compile=jit(_compile_images), exact=jit(_exact_right), sift=jit(_sift))
     return _KERNELS
 
 
-def _exact_right(B8: np.ndarray, images: np.ndarray, members: np.ndarray, plabel: np.ndarray,
+def _exact_right(Bf: np.ndarray, images: np.ndarray, members: np.ndarray, plabel: np.ndarray, single: np.ndarray,
                  t_ptr: np.ndarray, e_ptr: np.ndarray, e_model: np.ndarray, e_value: np.ndarray) -> np.ndarray:
     """``(P,)`` how many of the (contested image, ensemble) pairs are right, in float64 (numba kernel).
 
-    Right iff the label's summed probability is strictly larger than every threat's (strongest first).
+    Right iff the label's summed probability is strictly larger than every threat's: than each member's
+    single-model threat (``single``: its probability in the one model listing it) and than each other
+    threat's sum (strongest first). ``Bf`` is the membership as 0.0/1.0.
     """
-    P, M = B8.shape
+    P, M = Bf.shape
     right = np.zeros(P, dtype=np.int64)
     for q in range(len(images)):
         i, e = images[q], members[q]
         label = 0.0
+        top = 0.0
         for m in range(M):
-            if B8[e, m]:
-                label += plabel[i, m]
+            b = Bf[e, m]
+            label += plabel[i, m] * b
+            top = max(top, single[i, m] * b)
+        if top >= label:
+            continue
         ok = True
         for t in range(t_ptr[i], t_ptr[i + 1]):
             score = 0.0
             for x in range(e_ptr[t], e_ptr[t + 1]):
-                if B8[e, e_model[x]]:
-                    score += e_value[x]
+                score += e_value[x] * Bf[e, e_model[x]]
             if score >= label:
                 ok = False
                 break
@@ -431,8 +454,11 @@ def _compile_images(ids: np.ndarray, probs: np.ndarray, labels: np.ndarray, reps
     ``ids`` and ``probs`` are ``(models, images, k)``. Returns, per image, its status (0 right for every
     ensemble, 1 wrong for every ensemble, 2 contested) and, per contested image: its number of threats and
     of dense rows, the rows ((rows, models) float32 margins: the strongest threats, then the envelope of the
-    others when they do not all fit), the label's probabilities (models,) float64, and its threats' nonzero
-    probabilities (entries per threat, their models and values), strongest threat first.
+    others when they do not all fit), the label's probabilities (models,) float64, the threats listed by
+    one model only as one (models,) float64 row (each its probability there: after the pruning a model
+    has at most one), then the other threats' nonzero probabilities (number of threats, entries per threat,
+    their models and values), strongest threat first. A threat with no nonzero probability scores 0: the
+    exact check's ``label > 0`` covers it.
     """
     M, n, k = ids.shape
     E = M * k
@@ -441,6 +467,8 @@ def _compile_images(ids: np.ndarray, probs: np.ndarray, labels: np.ndarray, reps
     n_rows = np.empty(n, dtype=np.int32)
     rows = np.empty((n * (reps + 1), M), dtype=np.float32)
     plabels = np.empty((n, M), dtype=np.float64)
+    singles = np.zeros((n, M), dtype=np.float64)
+    n_multi = np.empty(n, dtype=np.int32)
     per_threat = np.empty(n * E, dtype=np.int32)
     e_model = np.empty(n * E, dtype=np.int16)
     e_value = np.empty(n * E, dtype=np.float64)
@@ -577,22 +605,33 @@ def _compile_images(ids: np.ndarray, probs: np.ndarray, labels: np.ndarray, reps
                 rows[r, m] = plabel[m] - top
             r += 1
         plabels[c, :] = plabel
+        multi = 0
         for a in range(T):
             j = kept[by_strength[a]]
             count = 0
+            last = 0
             for m in range(M):
                 if W[j, m] != 0.0:
-                    e_model[ne] = m
-                    e_value[ne] = W[j, m]
-                    ne += 1
                     count += 1
-            per_threat[nt] = count
-            nt += 1
+                    last = m
+            if count == 1:
+                singles[c, last] = max(singles[c, last], W[j, last])
+            elif count > 1:
+                for m in range(M):
+                    if W[j, m] != 0.0:
+                        e_model[ne] = m
+                        e_value[ne] = W[j, m]
+                        ne += 1
+                per_threat[nt] = count
+                nt += 1
+                multi += 1
+        n_multi[c] = multi
         n_threats[c] = T
         n_rows[c] = strong + (0 if full else 1)
         c += 1
     return (status, n_threats[:c].copy(), n_rows[:c].copy(), rows[:r].copy(), plabels[:c].copy(),
-            per_threat[:nt].copy(), e_model[:ne].copy(), e_value[:ne].copy())
+            singles[:c].copy(), n_multi[:c].copy(), per_threat[:nt].copy(), e_model[:ne].copy(),
+            e_value[:ne].copy())
 
 
 def dense_accuracy(tables: TopKTables, membership: np.ndarray, *, classes: int | None = None) -> np.ndarray:

@@ -80,7 +80,9 @@ class MultiObjectiveTuner(BaseTuner):
                              f"objectives names {len(self.objectives)}")
         self.population_size, self.offspring_size = population_size, offspring_size
         self.num_generations, self.max_draws = num_generations, max_draws
-        self.cost_model = self._cost_model(space, space_args, input_size) if space else None
+        # loaded with the search space (torch, the cost table): NNI's dispatcher must connect within 10 s
+        self.space_name, self.space_args, self.input_size = space, dict(space_args or {}), input_size
+        self.cost_model: Any = None
         self.queue: deque[dict[str, Any]] = deque()
         self.pending: list[Record] = []  # successful results since the last survival
         self.generation, self.issued_in_gen, self.ended_in_gen = 0, 0, 0
@@ -145,6 +147,8 @@ class MultiObjectiveTuner(BaseTuner):
         from pymoo.core.termination import NoTermination
 
         assert self.space is not None
+        if self.space_name is not None and self.cost_model is None:
+            self.cost_model = self._cost_model(self.space_name, self.space_args, self.input_size)
         bounds = self.space.bounds
         self.problem = Problem(n_var=len(self.space), n_obj=len(self.objectives), n_ieq_constr=len(self.constraints),
                                xl=bounds[:, 0], xu=np.maximum(bounds[:, 1], bounds[:, 0] + 1e-12))

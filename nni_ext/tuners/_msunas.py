@@ -141,8 +141,11 @@ class MSuNASTuner(BaseTuner):
         self.inner_population, self.inner_generations = inner_population, inner_generations
         self.enumerate_up_to = enumerate_up_to
         self.patience, self.max_iterations = patience, max_iterations
-        self.cost_model = self._cost_model(space, space_args, input_size) if space else None
-        self.exact = [k for k in self.objectives.keys if self.cost_model is not None and k in EXACT_KEYS]
+        # the space (torch, the cost table) is loaded with the search space, not here: NNI's dispatcher must
+        # connect to the manager within 10 s of starting, and building the tuner counts towards them
+        self.space_name, self.space_args, self.input_size = space, dict(space_args or {}), input_size
+        self.cost_model: Any = None
+        self.exact = [k for k in self.objectives.keys if space is not None and k in EXACT_KEYS]
         self.predicted = [k for k in self.objectives.keys if k not in self.exact]
         self.queue: deque[dict[str, Any]] = deque()
         self.iteration = 0  # 0: the design of experiments
@@ -174,6 +177,8 @@ class MSuNASTuner(BaseTuner):
 
     def _on_search_space(self) -> None:
         assert self.space is not None
+        if self.space_name is not None and self.cost_model is None:
+            self.cost_model = self._cost_model(self.space_name, self.space_args, self.input_size)
         if self.cost_model is not None and set(self.space.names) != set(self.cost_model[0].labels):
             raise ValueError(f"the experiment's search space does not match space {self.cost_model[0].name!r}; "
                              f"export it with `nni-ext ss_gen {self.cost_model[0].name}`")
