@@ -115,7 +115,7 @@ def methods(problem: Problem, args: argparse.Namespace) -> dict[str, Callable[[i
     def msunas(seed: int) -> tuple[list[int], float]:
         return run_nni_tuner(lambda s: MSuNASTuner(objectives=OBJECTIVES, surrogate=args.surrogate,
                                                    initial_samples=args.initial_samples, batch_size=args.batch_size,
-                                                   selection=args.selection, seed=s,
+                                                   selection=args.selection, seed=s, exploration=args.exploration,
                                                    reference_point=REFERENCE_METRICS if args.tell_reference else None),
                               problem, seed, budget)
 
@@ -139,6 +139,7 @@ def main() -> None:
     parser.add_argument("--selection", default="spread")
     parser.add_argument("--initial-samples", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--exploration", type=float, default=0.0, help="MSuNAS classArg exploration")
     parser.add_argument("--tell-reference", action="store_true",
                         help="give MSuNAS the benchmark's reference point as classArg reference_point (the region "
                              "of interest; hvi selection measures gains against it)")
@@ -158,7 +159,8 @@ def main() -> None:
             per_proposal.append(seconds)
             for c in checkpoints:
                 regrets[c].append(problem.regret(rows[:c]))
-        label = name if name != "msunas" else f"msunas-{args.surrogate}-{args.selection}"
+        label = name if name != "msunas" else (f"msunas-{args.surrogate}-{args.selection}-i{args.initial_samples}"
+                                               f"-b{args.batch_size}-x{args.exploration:g}")
         print(f"{label:<12}" + "".join(f"{np.mean(regrets[c]):>8.4f}±{np.std(regrets[c]):.3f}" for c in checkpoints)
               + f"{np.mean(per_proposal):>12.4f}{time.perf_counter() - started:>9.1f}", flush=True)
 

@@ -106,6 +106,10 @@ class GP:
     def predict(self, X: np.ndarray) -> np.ndarray:
         return self.model.predict(np.asarray(X, float))
 
+    def predict_std(self, X: np.ndarray) -> np.ndarray:
+        """The posterior standard deviation (the GP's own uncertainty)."""
+        return self.model.predict(np.asarray(X, float), return_std=True)[1]
+
 
 def _lbfgs(objective: Any, initial: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, float]:
     """scikit-learn's default kernel optimiser (L-BFGS-B), capped at 50 iterations: seconds, not minutes."""
@@ -233,3 +237,10 @@ class AdaptiveSwitching:
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return self.model.predict(X)
+
+    @property
+    def has_std(self) -> bool:
+        return hasattr(self.model, "predict_std")
+
+    def predict_std(self, X: np.ndarray) -> np.ndarray:
+        return self.model.predict_std(X)

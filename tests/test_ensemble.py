@@ -112,6 +112,105 @@ def test_exact_fallback_decides_ties() -> None:
     assert dense_accuracy(t, B)[3] == 0.0
 
 
+def _class_spans(t: TopKTables) -> np.ndarray:
+    """Per image: how many classes its top-k lists span over all the models."""
+    cls = np.sort(t.ids.transpose(1, 0, 2).reshape(t.n_images, -1), axis=1)
+    return 1 + np.count_nonzero(cls[:, 1:] != cls[:, :-1], axis=1)
+
+
+def test_synthetic_tables_spreads() -> None:
+    """``spread``: the default is unchanged; ``wide`` spans about 20 classes per image, ``uniform`` hundreds."""
+    default = synthetic_tables(models=6, images=400, classes=100, seed=4)
+    shared = synthetic_tables(models=6, images=400, classes=100, seed=4, spread="shared")
+    for a, b in ((default.ids, shared.ids), (default.probs, shared.probs), (default.labels, shared.labels)):
+        np.testing.assert_array_equal(a, b)
+    ids = default.ids.astype(np.int64)  # the tables of the code before `spread` existed
+    assert (int(ids.sum()), int((ids * np.arange(1, 6)).sum()), int(default.labels.sum())) == (593542, 1775623, 20501)
+    assert float(default.probs.sum(dtype=np.float64)) == pytest.approx(1797.0043832881402, rel=1e-6)
+    spans = {s: _class_spans(synthetic_tables(models=100, images=1000, seed=0, spread=s))
+             for s in ("shared", "wide", "uniform")}
+    assert 6 <= spans["shared"].mean() <= 8 and spans["shared"].max() <= 9
+    assert 17 <= spans["wide"].mean() <= 23 and 30 <= np.percentile(spans["wide"], 90) <= 45
+    assert spans["wide"].max() <= 72
+    assert spans["uniform"].mean() > 250
+    t = synthetic_tables(models=20, images=2000, seed=1, spread="wide")
+    assert 0.68 < t.top1_accuracy().min() and t.top1_accuracy().max() < 0.82
+    with pytest.raises(ValueError, match="spread='even'"):
+        synthetic_tables(models=2, images=5, spread="even")
+
+
+@pytest.mark.parametrize("spread", ["shared", "wide", "uniform"])
+@pytest.mark.parametrize("steps", [None, 8])
+def test_scoring_equals_dense_for_every_spread(spread: str, steps: int | None) -> None:
+    """Exact whatever the spread: many threats per image (the envelope row and the exact check), ties too."""
+    t = synthetic_tables(models=24, images=800, classes=60, seed=2, spread=spread)
+    if steps:
+        t = quantised(t, steps)  # exact ties, and zero probabilities
+    rng = np.random.default_rng(3)
+    B = rng.random((60, 24)) < rng.uniform(0.03, 0.9, (60, 1))
+    B[0] = False
+    B[1] = True
+    B[2:6] = np.eye(24, dtype=bool)[[0, 5, 11, 23]]
+    dense = dense_accuracy(t, B, classes=60)
+    for reps in (1, 3):
+        scorer = SoftVotingScorer(t, reps=reps, threads=2, block=97, chunk=150, classes=60)
+        np.testing.assert_array_equal(scorer.accuracy(B), dense)
+        assert scorer.stats.rows <= (reps + 1) * scorer.stats.contested
+    if spread != "shared":
+        assert scorer.stats.enveloped > 0  # some images keep 3 strong threats and an envelope of the others
+
+
+def test_scoring_equals_dense_on_every_ensemble() -> None:
+    """Every ensemble of 8 models, coarse probabilities (many exact ties) spread uniformly over 12 classes."""
+    import itertools
+
+    for seed, spread in ((0, "uniform"), (1, "wide")):
+        t = quantised(synthetic_tables(models=8, images=400, classes=12, k=4, seed=seed, spread=spread), 4)
+        B = np.array(list(itertools.product([0, 1], repeat=8)), dtype=bool)
+        for reps, threads in ((1, 1), (2, 2)):
+            scorer = SoftVotingScorer(t, reps=reps, threads=threads, block=5, classes=12)
+            np.testing.assert_array_equal(scorer.accuracy(B), dense_accuracy(t, B, classes=12))
+
+
+def test_a_label_scoring_zero_ties_the_unlisted_classes() -> None:
+    """A label listed with probability 0 scores 0, as does every class no member lists: a tie, an error."""
+    ids = np.array([[[3], [1]], [[3], [1]]], dtype=np.int32)
+    probs = np.array([[[0.0], [0.5]], [[0.5], [0.25]]], dtype=np.float32)
+    t = TopKTables(ids, probs, np.array([3, 1]), ("a", "b"))
+    B = np.array([[1, 0], [0, 1], [1, 1]], dtype=bool)
+    np.testing.assert_array_equal(dense_accuracy(t, B), [0.5, 1.0, 1.0])
+    np.testing.assert_array_equal(SoftVotingScorer(t).accuracy(B), [0.5, 1.0, 1.0])
+    np.testing.assert_array_equal(SoftVotingScorer(t, classes=1000).accuracy(B), [0.5, 1.0, 1.0])
+    with pytest.raises(ValueError, match="class id 3"):
+        SoftVotingScorer(t, classes=3)
+
+
+def test_scorer_memory_does_not_grow_with_the_spread() -> None:
+    """The compile's and a scoring's peak (tracemalloc) stay within a bound set by the tables' size alone."""
+    import tracemalloc
+
+    B = np.random.default_rng(0).random((100, 40)) < 0.3
+    for spread in ("shared", "wide", "uniform"):
+        SoftVotingScorer(synthetic_tables(models=40, images=100, seed=0, spread=spread)).correct(B)  # compile jit
+    peaks, scorers = {}, {}
+    for spread in ("shared", "wide", "uniform"):
+        t = synthetic_tables(models=40, images=2000, seed=0, spread=spread)
+        size = t.ids.nbytes + t.probs.nbytes  # 3.1 MiB, the same for every spread
+        tracemalloc.start()
+        try:
+            scorers[spread] = SoftVotingScorer(t, threads=1)
+            scorers[spread].correct(B)
+            peaks[spread] = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert all(peak <= 2.5 * size + 2**21 for peak in peaks.values()), {s: p / 2**20 for s, p in peaks.items()}
+    for scorer in scorers.values():
+        assert scorer.nbytes() <= size
+        assert scorer.stats.rows <= 2 * scorer.stats.contested  # reps=1: at most two dense rows per image
+    uniform = scorers["uniform"].stats
+    assert uniform.threats > 10 * uniform.contested  # many threats, yet as little memory
+
+
 def test_fast_binary_tournament_matches_pymoo() -> None:
     from pymoo.algorithms.moo.nsga2 import binary_tournament
     from pymoo.core.population import Population

@@ -12,6 +12,7 @@ from . import (
     data_cmd,
     ofa2_cmd,
     ofa3_cmd,
+    ofa_cmd,
     pcdarts_cmd,
     quickstart_cmd,
     register_cmd,
@@ -30,8 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"nni-ext {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details (and show tracebacks)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (ss_gen_cmd, cost_cmd, data_cmd, register_cmd, spos_cmd, report_cmd, ofa2_cmd, ofa3_cmd, pcdarts_cmd,
-                   quickstart_cmd):
+    for module in (ss_gen_cmd, cost_cmd, data_cmd, register_cmd, spos_cmd, report_cmd, ofa2_cmd, ofa3_cmd, ofa_cmd,
+                   pcdarts_cmd, quickstart_cmd):
         module.add_parser(sub)
     return parser
 

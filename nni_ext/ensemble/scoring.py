@@ -6,7 +6,8 @@ the seed's ``EnsembleProblemSoft``; a class outside a member's top-k adds 0).
 
 **Tie rule.** An image counts as correct only if the label's summed probability is *strictly* larger than
 every other class's; a tie for the top score is an error (there is no winner, and ``np.argmax``'s
-pick of the lowest class id would be arbitrary). Decisive sums are taken in float64 over float32
+pick of the lowest class id would be arbitrary); so is a label scoring 0, which ties every class no member
+lists (there is one unless an image's lists cover all ``classes``). Decisive sums are taken in float64 over float32
 probabilities, which is exact for probabilities above about 1e-7, so the decision does not depend on
 summation order.
 
@@ -23,24 +24,29 @@ A contested image is right for ensemble ``b`` iff ``b @ (p_label - p_t) > 0`` fo
 all of them when it has that few, else its ``reps`` strongest threats (largest summed probability) and
 one *envelope* row ``p_label - max_t p_t`` (per model, over the other threats), which is at most every
 other threat's margin. A population ``B`` (``P x models``) is scored with float32 matrix products against
-these rows: a pair (image, ensemble) is surely right when the envelope (or, for a complete image, the
-smallest margin) is above its rounding bound, surely wrong when a strong threat's margin is below minus
-that bound, and otherwise (a rival other than the strongest could win, or a margin within its rounding
-bound of 0, a tie) decided exactly in float64 from the image's sparse threats. On tables of real
-populations, where most wrong models agree on an image's confuser, the strongest threat and the
-envelope decide all but a few per mille of the pairs (see ``benchmarks/RESULTS.md``).
+these rows: a pair (image, ensemble) is surely right when every row's margin is above its rounding bound,
+surely wrong when a strong threat's margin is below minus that bound, and otherwise (a rival other than
+the strongest could win, or a margin within its rounding bound of 0, a tie) decided exactly in float64
+from the image's sparse threats: the label's sum against each member's threat listed by that model alone
+(after the pruning a model has at most one: a max over the members), then against the sum of the other
+threats' per-model maximum, and only when that does not settle it against each of those threats. When
+most wrong models agree on an image's confuser (``synthetic_tables(spread="shared")`` and ``"wide"``),
+the strongest threat and the envelope decide all but about 0.2 % of the pairs; when every model errs its
+own way (``"uniform"``) about a fifth of the pairs go to the exact check (see ``benchmarks/RESULTS.md``).
 
 The rows are stored in blocks of about 2,000 rows of images with as many rows, row ``j`` of every image
 of a block in one slab, so that a block's product ``(rows, P)``, its minimum over the slabs and the counts
 stay in the CPU cache; the blocks are shared out between threads (one per core, at most 4), each running
-single-threaded BLAS and its own exact checks (numba, without the GIL).
+single-threaded BLAS, then sifting its products and checking its undecided pairs in numba kernels that
+release the GIL (compiled on first use and cached on disk).
 
 **Memory** does not depend on how the classes spread: per contested image ``reps + 1`` float32 rows of
-``models`` margins, the label's ``models`` probabilities (float64) and the threats' nonzero probabilities,
-at most ``models x k`` of them (the image's own top-k entries): never ``threats x models``, let alone
-models x images x classes. The compile works on ``chunk`` images at a time. A per-row cache is available
-(``cache_size``) but off by default: a search with duplicate elimination re-scores about 1 % of its rows,
-too few to pay for the look-ups.
+``models`` margins, three rows of ``models`` probabilities (the label's, the single-model threats', the
+other threats' maximum) and those other threats' nonzero probabilities, at most ``models x k`` of them
+(the image's own top-k entries; float32 where exact): never ``threats x models``, let alone
+models x images x classes (:meth:`SoftVotingScorer.nbytes`). The compile works on ``chunk`` images at a
+time. A per-row cache is available (``cache_size``) but off by default: a search with duplicate
+elimination re-scores about 1 % of its rows, too few to pay for the look-ups.
 
 Example:
     >>> from nni_ext.ensemble.tables import synthetic_tables
@@ -121,13 +127,15 @@ class SoftVotingScorer:
             NSGA-II run with duplicate elimination re-scores about 1 % of its rows, so a cache rarely pays).
         block: dense rows scored at a time (their products and minima stay in the CPU cache).
         threads: threads scoring blocks side by side (default: the usable CPU cores, at most 4).
+        classes: the number of classes (default: ``tables.n_classes``, one more than the largest id seen).
+            A class no model lists for an image scores 0, so a label scoring 0 ties it: an error.
         reps: strongest threats per image kept as dense rows beside the envelope of the others; an image
             with at most ``reps + 1`` threats keeps them all. More rows decide more pairs by the products
             and leave fewer to the exact check, at the cost of larger products.
     """
 
     def __init__(self, tables: TopKTables, *, chunk: int = 512, cache_size: int = 0, block: int = 2048,
-                 threads: int | None = None, reps: int = 1) -> None:
+                 threads: int | None = None, classes: int | None = None, reps: int = 1) -> None:
         import time
 
         if chunk < 1:
@@ -143,6 +151,9 @@ class SoftVotingScorer:
         if self.n_models > 32767:
             raise ValueError(f"{self.n_models} models; the scorer handles at most 32767")
         self.cache_size, self.reps = cache_size, int(reps)
+        self.n_classes = tables.n_classes if classes is None else int(classes)
+        if self.n_classes < tables.n_classes:
+            raise ValueError(f"classes={classes} but the tables hold class id {tables.n_classes - 1}")
         self._cache: dict[bytes, int] = {}
         self.threads = _default_threads() if threads is None else int(threads)
         if self.threads < 1:
@@ -151,9 +162,8 @@ class SoftVotingScorer:
 
         def compile_chunk(a: int) -> tuple[np.ndarray, ...]:
             b = min(a + chunk, self.n_images)
-            return kernels["compile"](np.ascontiguousarray(tables.ids[:, a:b]),
-                                      np.ascontiguousarray(tables.probs[:, a:b]),
-                                      np.ascontiguousarray(tables.labels[a:b]), self.reps)
+            return _compile_chunk(kernels["compile"], tables.ids[:, a:b], tables.probs[:, a:b], tables.labels[a:b],
+                                  self.reps, self.n_classes)
 
         starts_ = range(0, self.n_images, chunk)
         if self.threads > 1 and len(starts_) > 1:
@@ -169,17 +179,20 @@ class SoftVotingScorer:
         n_threats = np.concatenate([c[1] for c in compiled]).astype(np.intp)  # per contested image
         n_rows = np.concatenate([c[2] for c in compiled]).astype(np.intp)
         rows = np.concatenate([c[3] for c in compiled])  # (rows, models) float32, image after image
-        #: (contested, models) float64: the label's probability in each model
-        self._plabel = np.concatenate([c[4] for c in compiled])
-        #: (contested, models) float64: the probability of the threat only that model lists (0: none)
-        self._single = np.concatenate([c[5] for c in compiled])
+        # float32 where that is exact (a model listing a class twice sums two probabilities)
+        #: (contested, models): the label's probability in each model
+        self._plabel = _narrow(np.concatenate([c[4] for c in compiled]))
+        #: (contested, models): the probability of the threat only that model lists (0: none)
+        self._single = _narrow(np.concatenate([c[5] for c in compiled]))
+        #: (contested, models): the largest probability of the other threats in each model
+        self._multi = _narrow(np.concatenate([c[10] for c in compiled]))
         n_multi = np.concatenate([c[6] for c in compiled]).astype(np.intp)
         entries_per_threat = np.concatenate([c[7] for c in compiled]).astype(np.intp)
         #: the other threats' nonzero probabilities, threat after threat (strongest first), image after image
         self._e_model = np.concatenate([c[8] for c in compiled])
-        self._e_value = np.concatenate([c[9] for c in compiled])
+        self._e_value = _narrow(np.concatenate([c[9] for c in compiled]))
         del compiled
-        self._t_ptr = np.concatenate([[0], np.cumsum(n_multi)]).astype(np.intp)  # threats of image i
+        self._t_ptr = np.concatenate([[0], np.cumsum(n_multi)]).astype(np.intp)  # other threats of image i
         self._e_ptr = np.concatenate([[0], np.cumsum(entries_per_threat)]).astype(np.intp)  # entries of threat t
         enveloped = n_threats > n_rows
         # images grouped by (rows, envelope or not), each group's rows slab by slab
@@ -208,7 +221,9 @@ class SoftVotingScorer:
         float32 margins (rows, models), whether the last row is an envelope)``, row ``j`` of every image in
         a contiguous slab. Positions index the scorer's ``_image`` order.
         """
-        blocks = []
+        blocks: list[tuple[int, int, int, np.ndarray, bool]] = []
+        if not len(order):
+            return blocks
         kind = (n_rows * 2 + enveloped)[order]
         bounds = np.flatnonzero(np.diff(kind)) + 1
         for a, b in itertools.pairwise([0, *bounds.tolist(), len(order)]):
@@ -264,8 +279,8 @@ class SoftVotingScorer:
         not decide are checked exactly in float64 from the image's sparse threats.
         """
         BT = np.ascontiguousarray(B.T, dtype=np.float32)  # (models, P)
-        exact = (np.ascontiguousarray(B, dtype=np.float64), self._image, self._plabel, self._single, self._t_ptr,
-                 self._e_ptr, self._e_model, self._e_value, _kernels())
+        exact = (np.ascontiguousarray(B, dtype=np.float64), self._image, self._plabel, self._single, self._multi,
+                 self._t_ptr, self._e_ptr, self._e_model, self._e_value, _kernels())
         # |float32 result - exact| <= (M + 1) u sum|a|, |a| <= 1: the dot's rounding plus that of A32
         tol = ((self.n_models + 2) * 2.0 ** -24 * B.sum(axis=1) * 1.01).astype(np.float32)
         parts = self._parts
@@ -292,8 +307,15 @@ class SoftVotingScorer:
 
     def nbytes(self) -> int:
         """Bytes held by the compiled tables (rows, label probabilities, sparse threats and indices)."""
-        arrays = [self._plabel, self._single, self._e_model, self._e_value, self._t_ptr, self._e_ptr, self._image]
+        arrays = [self._plabel, self._single, self._multi, self._e_model, self._e_value, self._t_ptr, self._e_ptr,
+                  self._image]
         return sum(a.nbytes for a in arrays) + sum(b[3].nbytes for b in self._blocks)
+
+
+def _narrow(values: np.ndarray) -> np.ndarray:
+    """``values`` as float32 when that loses nothing, else as they are (float64)."""
+    narrow = values.astype(np.float32)
+    return narrow if np.array_equal(narrow, values) else values
 
 
 def _default_threads() -> int:
@@ -348,7 +370,7 @@ def _score_blocks(blocks: list, BT: np.ndarray, tol: np.ndarray, exact: tuple) -
     envelope: the pair is right when the latter exceeds ``tol``, wrong when a strong threat's margin is below
     ``-tol``, else checked exactly (:func:`_exact_right`). Returns ``(P,)`` right counts.
     """
-    Bf, image, plabel, single, t_ptr, e_ptr, e_model, e_value, kernels = exact
+    Bf, image, plabel, single, multi, t_ptr, e_ptr, e_model, e_value, kernels = exact
     sift, check = kernels["sift"], kernels["exact"]
     P = BT.shape[1]
     width = max(len(b[3]) for b in blocks) if blocks else 0
@@ -362,7 +384,7 @@ def _score_blocks(blocks: list, BT: np.ndarray, tol: np.ndarray, exact: tuple) -
         np.matmul(A32, BT, out=g)
         n = sift(g, t, k, env, tol, right, image[first:first + k], images, members)
         if n:
-            right += check(Bf, images[:n], members[:n], plabel, single, t_ptr, e_ptr, e_model, e_value)
+            right += check(Bf, images[:n], members[:n], plabel, single, multi, t_ptr, e_ptr, e_model, e_value)
     return right
 
 
@@ -416,12 +438,14 @@ def _kernels() -> dict[str, Any]:
 
 
 def _exact_right(Bf: np.ndarray, images: np.ndarray, members: np.ndarray, plabel: np.ndarray, single: np.ndarray,
-                 t_ptr: np.ndarray, e_ptr: np.ndarray, e_model: np.ndarray, e_value: np.ndarray) -> np.ndarray:
+                 multi: np.ndarray, t_ptr: np.ndarray, e_ptr: np.ndarray, e_model: np.ndarray,
+                 e_value: np.ndarray) -> np.ndarray:
     """``(P,)`` how many of the (contested image, ensemble) pairs are right, in float64 (numba kernel).
 
     Right iff the label's summed probability is strictly larger than every threat's: than each member's
     single-model threat (``single``: its probability in the one model listing it) and than each other
-    threat's sum (strongest first). ``Bf`` is the membership as 0.0/1.0.
+    threat's sum (strongest first), unless the members' sum of ``multi`` (per model, the largest of these
+    other threats' probabilities) is already below the label's. ``Bf`` is the membership as 0.0/1.0.
     """
     P, M = Bf.shape
     right = np.zeros(P, dtype=np.int64)
@@ -429,11 +453,16 @@ def _exact_right(Bf: np.ndarray, images: np.ndarray, members: np.ndarray, plabel
         i, e = images[q], members[q]
         label = 0.0
         top = 0.0
+        envelope = 0.0
         for m in range(M):
             b = Bf[e, m]
             label += plabel[i, m] * b
             top = max(top, single[i, m] * b)
+            envelope += multi[i, m] * b
         if top >= label:
+            continue
+        if envelope < label:
+            right[e] += 1
             continue
         ok = True
         for t in range(t_ptr[i], t_ptr[i + 1]):
@@ -448,30 +477,46 @@ def _exact_right(Bf: np.ndarray, images: np.ndarray, members: np.ndarray, plabel
     return right
 
 
-def _compile_images(ids: np.ndarray, probs: np.ndarray, labels: np.ndarray, reps: int) -> tuple:
-    """Reduce the tables of some images (numba kernel); see :class:`SoftVotingScorer`.
-
-    ``ids`` and ``probs`` are ``(models, images, k)``. Returns, per image, its status (0 right for every
-    ensemble, 1 wrong for every ensemble, 2 contested) and, per contested image: its number of threats and
-    of dense rows, the rows ((rows, models) float32 margins: the strongest threats, then the envelope of the
-    others when they do not all fit), the label's probabilities (models,) float64, the threats listed by
-    one model only as one (models,) float64 row (each its probability there: after the pruning a model
-    has at most one), then the other threats' nonzero probabilities (number of threats, entries per threat,
-    their models and values), strongest threat first. A threat with no nonzero probability scores 0: the
-    exact check's ``label > 0`` covers it.
+def _compile_chunk(kernel: Any, ids: np.ndarray, probs: np.ndarray, labels: np.ndarray, reps: int,
+                   classes: int) -> tuple:
+    """Reduce the tables of some images with :func:`_compile_images` into buffers allocated here (so that
+    tracemalloc sees them), and return trimmed copies.
     """
     M, n, k = ids.shape
     E = M * k
-    status = np.empty(n, dtype=np.int8)
-    n_threats = np.empty(n, dtype=np.int32)
-    n_rows = np.empty(n, dtype=np.int32)
-    rows = np.empty((n * (reps + 1), M), dtype=np.float32)
-    plabels = np.empty((n, M), dtype=np.float64)
-    singles = np.zeros((n, M), dtype=np.float64)
-    n_multi = np.empty(n, dtype=np.int32)
-    per_threat = np.empty(n * E, dtype=np.int32)
-    e_model = np.empty(n * E, dtype=np.int16)
-    e_value = np.empty(n * E, dtype=np.float64)
+    out = (np.empty(n, dtype=np.int8), np.empty(n, dtype=np.int32), np.empty(n, dtype=np.int32),
+           np.empty((n * (reps + 1), M), dtype=np.float32), np.empty((n, M)), np.zeros((n, M)), np.zeros((n, M)),
+           np.empty(n, dtype=np.int32), np.empty(n * E, dtype=np.int32), np.empty(n * E, dtype=np.int16),
+           np.empty(n * E))
+    c, r, nt, ne = kernel(np.ascontiguousarray(ids), np.ascontiguousarray(probs), np.ascontiguousarray(labels),
+                          reps, classes, *out)
+    status, n_threats, n_rows, rows, plabels, singles, multis, n_multi, per_threat, e_model, e_value = out
+    return (status, n_threats[:c].copy(), n_rows[:c].copy(), rows[:r].copy(), plabels[:c].copy(),
+            singles[:c].copy(), n_multi[:c].copy(), per_threat[:nt].copy(), e_model[:ne].copy(),
+            e_value[:ne].copy(), multis[:c].copy())
+
+
+def _compile_images(ids: np.ndarray, probs: np.ndarray, labels: np.ndarray, reps: int, classes: int,
+                    status: np.ndarray,
+                    n_threats: np.ndarray, n_rows: np.ndarray, rows: np.ndarray, plabels: np.ndarray,
+                    singles: np.ndarray, multis: np.ndarray, n_multi: np.ndarray, per_threat: np.ndarray,
+                    e_model: np.ndarray, e_value: np.ndarray) -> tuple[int, int, int, int]:
+    """Reduce the tables of some images (numba kernel); see :class:`SoftVotingScorer`.
+
+    ``ids`` and ``probs`` are ``(models, images, k)``; ``classes`` the number of classes (a class no model
+    lists for an image scores 0 for every ensemble, so the label must score more). Writes, per image, its
+    status (0 right for every ensemble, 1 wrong for every ensemble, 2 contested) and, per contested image:
+    its number of threats and of dense rows, the rows ((rows, models) float32 margins: the strongest
+    threats, then the envelope of the others when they do not all fit), the label's probabilities
+    (models,) float64, the threats listed by one model only as one (models,) float64 row (each its
+    probability there: after the pruning a model has at most one), then the other threats' nonzero
+    probabilities (number of threats, entries per threat, their models and values), strongest threat
+    first, with their envelope (models,) float64 (per model, the largest of them). A threat with no nonzero
+    probability scores 0: the exact check's ``label > 0`` covers it.
+    Returns how many contested images, rows, other threats and entries it wrote.
+    """
+    M, n, k = ids.shape
+    E = M * k
     key = np.empty(E, dtype=np.int64)
     cls = np.empty(E, dtype=np.int64)
     mod = np.empty(E, dtype=np.int64)
@@ -546,22 +591,31 @@ def _compile_images(ids: np.ndarray, probs: np.ndarray, labels: np.ndarray, reps
             status[i] = 1
             continue
         if n_cand == 0:
-            status[i] = 0
-            continue
+            if classes - 1 > U and zero_label > 0:  # a class no model lists ties the label's 0 in some model
+                if zero_label == M:
+                    status[i] = 1
+                    continue
+                cand[0] = -1  # that class: a threat of zeros (any listed candidate would dominate it)
+                n_cand = 1
+            else:
+                status[i] = 0
+                continue
         status[i] = 2
         for j in range(n_cand):
             u = cand[j]
             W[j, :] = 0.0
-            for x in range(u_first[u], u_first[u + 1]):
-                W[j, m_mod[x]] = m_val[x]
+            if u >= 0:
+                for x in range(u_first[u], u_first[u + 1]):
+                    W[j, m_mod[x]] = m_val[x]
         # drop a candidate that another matches or beats in every model (of identical ones, keep the first)
         T = 0
         for j in range(n_cand):
             m0 = -1
-            for x in range(u_first[cand[j]], u_first[cand[j] + 1]):
-                if m_val[x] > 0.0:
-                    m0 = m_mod[x]
-                    break
+            if cand[j] >= 0:
+                for x in range(u_first[cand[j]], u_first[cand[j] + 1]):
+                    if m_val[x] > 0.0:
+                        m0 = m_mod[x]
+                        break
             dominated = False
             for d in range(n_cand):
                 if d == j:
@@ -622,6 +676,7 @@ def _compile_images(ids: np.ndarray, probs: np.ndarray, labels: np.ndarray, reps
                         e_model[ne] = m
                         e_value[ne] = W[j, m]
                         ne += 1
+                        multis[c, m] = max(multis[c, m], W[j, m])
                 per_threat[nt] = count
                 nt += 1
                 multi += 1
@@ -629,9 +684,7 @@ def _compile_images(ids: np.ndarray, probs: np.ndarray, labels: np.ndarray, reps
         n_threats[c] = T
         n_rows[c] = strong + (0 if full else 1)
         c += 1
-    return (status, n_threats[:c].copy(), n_rows[:c].copy(), rows[:r].copy(), plabels[:c].copy(),
-            singles[:c].copy(), n_multi[:c].copy(), per_threat[:nt].copy(), e_model[:ne].copy(),
-            e_value[:ne].copy())
+    return c, r, nt, ne
 
 
 def dense_accuracy(tables: TopKTables, membership: np.ndarray, *, classes: int | None = None) -> np.ndarray:

@@ -27,9 +27,9 @@ from ..errors import NniExtError
 from .evaluation import evaluate
 from .runtime import DistInfo, capture_rng, distributed, epoch_batches, resolve_device, restore_rng, seed_everything
 
-__all__ = ["DistInfo", "Job", "Recipe", "RunConfig", "TrainResult", "Trainer", "capture_rng", "distributed",
-           "epoch_batches", "fit", "linear_decay", "param_groups", "resolve_device", "restore_rng", "run_training",
-           "seed_everything"]
+__all__ = ["DistInfo", "Job", "Recipe", "RunConfig", "TrainResult", "Trainer", "capture_rng", "cosine_decay",
+           "distributed", "epoch_batches", "fit", "linear_decay", "param_groups", "resolve_device", "restore_rng",
+           "run_training", "seed_everything"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +66,10 @@ class Recipe:
     seed: int = 0
     quiet: bool = False
     log_every: int = 10
+    #: ``"linear"`` (SPOS: to 0 per iteration) or ``"cosine"`` (OFA: ``0.5 (1 + cos(pi t / T))`` per iteration)
+    schedule: str = "linear"
+    #: Nesterov momentum (OFA's SGD default; SPOS uses plain momentum)
+    nesterov: bool = False
 
     @property
     def base_lr(self) -> float:
@@ -84,6 +88,10 @@ class Recipe:
                               f"{self.weight_decay}, {self.momentum})")
         if not 0 <= self.label_smoothing < 1:
             raise NniExtError(f"--label-smoothing {self.label_smoothing} must be in [0, 1)")
+        if self.schedule not in SCHEDULES:
+            raise NniExtError(f"schedule {self.schedule!r}: choose {' or '.join(SCHEDULES)}")
+        if self.nesterov and self.momentum <= 0:
+            raise NniExtError("Nesterov momentum needs --momentum > 0")
 
     def total_steps(self, steps_per_epoch: int, default_steps: int) -> int:
         return self.steps or (self.epochs * steps_per_epoch if self.epochs else default_steps)
@@ -100,6 +108,17 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 def linear_decay(optimizer: torch.optim.Optimizer, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
     """LR factor ``1 - step / total_steps`` per iteration, 0 afterwards (the official SPOS schedule)."""
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: max(0.0, 1.0 - step / total_steps))
+
+
+def cosine_decay(optimizer: torch.optim.Optimizer, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """LR factor ``0.5 (1 + cos(pi step / total_steps))`` per iteration, 0 afterwards (OFA's ``cosine``)."""
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps)))
+
+
+#: ``Recipe.schedule`` -> LR scheduler factory
+SCHEDULES: dict[str, Callable[[torch.optim.Optimizer, int], torch.optim.lr_scheduler.LambdaLR]] = {
+    "linear": linear_decay, "cosine": cosine_decay}
 
 
 class Trainer:
@@ -126,8 +145,8 @@ class Trainer:
             self.model = DDP(self.module, device_ids=[device.index] if device.type == "cuda" else None,
                              find_unused_parameters=find_unused_parameters)
         self.optimizer = torch.optim.SGD(param_groups(self.module, recipe.weight_decay), lr=recipe.base_lr,
-                                         momentum=recipe.momentum)
-        self.scheduler = linear_decay(self.optimizer, total_steps)
+                                         momentum=recipe.momentum, nesterov=recipe.nesterov)
+        self.scheduler = SCHEDULES[recipe.schedule](self.optimizer, total_steps)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
         self.step = 0
@@ -425,12 +444,15 @@ def run_training(model_fn: Callable[[], nn.Module], *, space: Any, kind: str, re
                  eval_paths: Sequence[PathT] = (None,), stateful: Mapping[str, Any] | None = None,
                  find_unused_parameters: bool = False, eval_batch_stats: bool = False,
                  meta: Mapping[str, Any] | None = None, desc: str = "train",
-                 report_parameters: Mapping[str, Any] | None = None) -> TrainResult:
+                 report_parameters: Mapping[str, Any] | None = None,
+                 loaders: Callable[[DistInfo, torch.device], tuple[Any, Any]] | None = None) -> TrainResult:
     """Set up devices, DDP, loaders and resuming, then :func:`fit`; the shared body of supernet and retrain.
 
     ``model_fn`` builds the network after seeding; ``default_steps(steps_per_epoch)`` is the length
     when the recipe gives neither steps nor epochs; ``meta`` is stored in every checkpoint;
-    ``report_parameters`` (the trial's architecture) is reported with the final result under nnictl.
+    ``report_parameters`` (the trial's architecture) is reported with the final result under nnictl;
+    ``loaders(dist, device)`` builds ``(train, val)`` loaders (``len``, iteration, ``set_epoch``) instead
+    of the ImageNet-layout folders of ``cfg.data`` (e.g. CIFAR held in memory).
     """
     from ..runner import in_nni_trial
     from .checkpoint import read_checkpoint, save_checkpoint
@@ -441,8 +463,8 @@ def run_training(model_fn: Callable[[], nn.Module], *, space: Any, kind: str, re
     with distributed(cfg.device) as (dist, device):
         seed_everything(recipe.seed + dist.rank)
         model = model_fn()
-        train_loader, val_loader = build_loaders(cfg, recipe, dist, device,
-                                                 cfg.crop_size or space.default_input_size)
+        train_loader, val_loader = (loaders(dist, device) if loaders is not None else
+                                    build_loaders(cfg, recipe, dist, device, cfg.crop_size or space.default_input_size))
         total = recipe.total_steps(len(train_loader), default_steps(len(train_loader)))
         ckpt = None
         if resume is not None:

@@ -10,7 +10,14 @@ at ``r`` and reports::
     {"default": top1, "top5": ..., "flops": MACs, "params": ..., "latency_ms": ms (with --latency-tables
      or --measure-latency), "top1_before_recalibration": ... (with --eval-before)}
 
-Accuracies are fractions; FLOPs/params are counted exactly on the built sub-network. As an
+With ``--epochs N`` (default 0: none) the sub-network is fine-tuned before the evaluation, as
+NSGANetV2's evaluator does for datasets other than ImageNet (``n_epochs=5``): the classifier is reset
+to the dataset's classes (dropout 0.2), BN is recalibrated, then N epochs of SGD (momentum 0.9,
+Nesterov), cosine schedule per iteration from lr 0.01, weight decay 4e-5, batch 96 (all options);
+the report adds ``finetune_epochs``, ``train_loss`` and ``train_top1`` (the last epoch's).
+
+Accuracies are fractions; FLOPs/params are counted exactly on the built sub-network (with its new
+classifier when fine-tuned). As an
 nnictl trialCommand (NSGA-II: ``configs/ofa2_eval_digits.yml``; ImageNet: OFA's
 ``ofa_mbv3_d234_e346_k357_w1.2`` weights, the default resolutions and the note10 tables)::
 
@@ -35,7 +42,7 @@ import argparse
 import math
 import sys
 import time
-from typing import Sequence
+from typing import Any, Sequence
 
 from ..errors import NniExtError
 from ..ofa2.supernet import load_supernet
@@ -69,6 +76,24 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the recalibration images and augmentation")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for torch (use 1 when several trials share a CPU)")
+    f = p.add_argument_group("fine-tuning from the inherited weights (NSGANetV2's evaluator; off by default)")
+    f.add_argument("--epochs", type=int, default=0,
+                   help="fine-tune N epochs after BN recalibration (default 0: evaluate the inherited weights; "
+                        "NSGANetV2: 5 for datasets other than ImageNet)")
+    f.add_argument("--lr", type=float, default=0.01, help="initial LR, cosine-decayed per iteration (default 0.01)")
+    f.add_argument("--weight-decay", type=float, default=4e-5, help="on conv/linear weights (default 4e-5)")
+    f.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
+    f.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=True,
+                   help="Nesterov momentum (default on, as OFA's SGD)")
+    f.add_argument("--train-batch-size", type=int, default=96, help="fine-tuning batch (default 96)")
+    f.add_argument("--label-smoothing", type=float, default=0.0, help="default 0 (NSGANetV2's CIFAR config)")
+    f.add_argument("--dropout", type=float, default=0.2, help="dropout of the reset classifier (default 0.2)")
+    f.add_argument("--reset-classifier", choices=["always", "auto", "never"], default="always",
+                   help="before fine-tuning: always (NSGANetV2), auto (when the class count differs), never")
+    f.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                   help="float16 autocast while fine-tuning (default: on CUDA)")
+    f.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                   help="channels-last memory format while fine-tuning (default: on CUDA)")
     return p
 
 
@@ -79,6 +104,7 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     from ..cost import count, measure_latency
     from ..data import Preprocessing, build_loader
     from ..devices import resolve_device
+    from ..ofa2.finetune import dataset_classes, finetune_epochs, prepare_classifier
     from ..spaces.ofa_mbv3 import OfaMbv3Space, subnet, to_ofa
     from ..trainers.evaluation import evaluate, recalibrate_batchnorm
     from ._runner import get_next_architecture, in_nni_trial, report_final, report_intermediate
@@ -86,6 +112,7 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     if args.calib_images < 0 or args.calib_batch_size < 1:
         raise NniExtError(f"--calib-images {args.calib_images} must be >= 0 and --calib-batch-size "
                           f"{args.calib_batch_size} >= 1")
+    recipe = _finetune_recipe(args)
     if args.threads is not None:
         torch.set_num_threads(max(1, args.threads))
     torch.manual_seed(args.seed)
@@ -103,7 +130,6 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     model = subnet(supernet, to_ofa(arch), preserve_weight=True).to(device).eval()
     del supernet
     resolution = arch["r"]
-    cost = count(model, resolution)
     prep = Preprocessing.for_crop(resolution)
     val = build_loader(args.data, args.val_split, batch_size=args.val_batch_size, train=False, backend=args.backend,
                        device=device, preprocessing=prep, num_workers=args.workers, max_per_class=args.val_per_class)
@@ -111,12 +137,23 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     if args.eval_before:
         metrics["top1_before_recalibration"] = evaluate(model, val)["top1"]
         report_intermediate({"default": metrics["top1_before_recalibration"], "stage": 0})
+    if recipe is not None:  # NSGANetV2: reset the classifier, recalibrate BN, then fine-tune
+        prepare_classifier(model, dataset_classes(args.data), args.reset_classifier, dropout=args.dropout)
+        model.to(device).eval()
+    cost = count(model, resolution)
     calibrated = 0
     if args.calib_images:
         batch = min(args.calib_batch_size, args.calib_images)
         train = build_loader(args.data, "train", batch_size=batch, train=True, backend=args.backend, device=device,
                              preprocessing=prep, num_workers=args.workers, seed=args.seed)
         calibrated = recalibrate_batchnorm(model, [model], train, math.ceil(args.calib_images / batch))
+    if recipe is not None:
+        train = build_loader(args.data, "train", batch_size=args.train_batch_size, train=True, drop_last=True,
+                             backend=args.backend, device=device, preprocessing=prep, num_workers=args.workers,
+                             seed=args.seed)
+        rows = finetune_epochs(model, train, epochs=args.epochs, recipe=recipe, device=device)
+        model.eval()
+        metrics.update(finetune_epochs=args.epochs, train_loss=rows[-1]["loss"], train_top1=rows[-1]["top1"])
     after = evaluate(model, val)
     metrics = {"default": after["top1"], "top5": after["top5"], "flops": cost.flops, "params": cost.params,
                **metrics, "calib_images": calibrated, "val_images": after["images"]}
@@ -128,6 +165,22 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     if in_nni_trial():
         report_final(metrics, arch)
     return metrics
+
+
+def _finetune_recipe(args: argparse.Namespace) -> Any:
+    """The fine-tuning recipe of the options (``None`` without ``--epochs``); bad values are one-line errors."""
+    from ..ofa2.finetune import finetune_recipe
+
+    if args.epochs < 0:
+        raise NniExtError(f"--epochs {args.epochs} must be >= 0 (0: no fine-tuning)")
+    if args.epochs == 0:
+        return None
+    if not 0 <= args.dropout < 1:
+        raise NniExtError(f"--dropout {args.dropout} must be in [0, 1)")
+    return finetune_recipe(lr=args.lr, weight_decay=args.weight_decay, momentum=args.momentum,
+                           nesterov=args.nesterov, batch_size=args.train_batch_size,
+                           label_smoothing=args.label_smoothing, amp=args.amp, channels_last=args.channels_last,
+                           seed=args.seed, quiet=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

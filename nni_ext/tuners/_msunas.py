@@ -49,7 +49,7 @@ from nni import NoMoreTrialError
 from .._io import atomic_write_json
 from ..core.archive import Record, params_key
 from ..core.pareto import hypervolume, non_dominated
-from ..core.tuner import BaseTuner, check_choice, check_int, register_tuner, tuner_output_dir
+from ..core.tuner import BaseTuner, check_choice, check_int, check_number, register_tuner, tuner_output_dir
 from ..surrogates import SURROGATES, make_surrogate, quality
 
 logger = logging.getLogger(__name__)
@@ -105,6 +105,8 @@ class MSuNASTuner(BaseTuner):
         batch_size: candidates per iteration (default 8).
         inner_population, inner_generations: the inner NSGA-II (40 and 20, as the seeds).
         selection: ``spread`` (NSGANetV2's subset selection) or ``hvi`` (greedy predicted hypervolume gain).
+        exploration: with a surrogate that knows its uncertainty (``gp``, or ``as`` when gp wins), candidates are
+            ranked by ``mean - exploration * std`` of each predicted objective (0: by the mean only).
         enumerate_up_to: predict every point of a finite space (only ``choice``/``randint`` parameters) of at
             most this many points instead of running the inner NSGA-II (default 20,000; 0 never).
         patience: stop after this many iterations without hypervolume improvement (CNAS); default never.
@@ -117,7 +119,8 @@ class MSuNASTuner(BaseTuner):
     def __init__(self, *, objectives: Mapping[str, str], constraints: Mapping[str, Any] | None = None,
                  space: str | None = None, space_args: Mapping[str, Any] | None = None, input_size: int | None = None,
                  surrogate: str = "as", initial_samples: int = 100, batch_size: int = 8, inner_population: int = 40,
-                 inner_generations: int = 20, selection: str = "spread", enumerate_up_to: int = 20000,
+                 inner_generations: int = 20, selection: str = "spread", exploration: float = 0.0,
+                 enumerate_up_to: int = 20000,
                  patience: int | None = None,
                  max_iterations: int | None = None, reference_point: Mapping[str, float] | None = None,
                  output_dir: str | None = None, seed: int | None = None) -> None:
@@ -128,6 +131,7 @@ class MSuNASTuner(BaseTuner):
         check_int("inner_population", inner_population, 4)
         check_int("inner_generations", inner_generations, 1)
         check_int("enumerate_up_to", enumerate_up_to, 0)
+        self.exploration = float(check_number("exploration", exploration, 0.0))  # type: ignore[arg-type]
         check_int("patience", patience, 1, optional=True)
         check_int("max_iterations", max_iterations, 1, optional=True)
         check_int("input_size", input_size, 1, optional=True)
@@ -294,12 +298,20 @@ class MSuNASTuner(BaseTuner):
             infos.append(info)
         return models, infos
 
-    def _predict(self, models: list[Any], X: np.ndarray) -> np.ndarray:
-        """Minimisation objectives of encoded rows: predicted ones from the models, exact ones counted."""
+    def _predict(self, models: list[Any], X: np.ndarray, optimistic: bool = False) -> np.ndarray:
+        """Minimisation objectives of encoded rows: predicted ones from the models, exact ones counted.
+
+        ``optimistic``: a model with its own uncertainty (a Gaussian process) gives ``mean - exploration * std``
+        (a lower confidence bound), so the search also tries where the surrogate is unsure.
+        """
         assert self.space is not None and self.features is not None
         feats = self.features(X)
         F = np.empty((len(X), len(self.objectives)))
-        pred = {k: m.predict(feats) for k, m in zip(self.predicted, models)}
+        pred = {}
+        for k, m in zip(self.predicted, models):
+            pred[k] = m.predict(feats)
+            if optimistic and self.exploration > 0 and getattr(m, "has_std", hasattr(m, "predict_std")):
+                pred[k] = pred[k] - self.exploration * m.predict_std(feats)
         cheap = [self._cheap(self.space.decode(x)) for x in X] if self.exact else []
         for i, key in enumerate(self.objectives.keys):
             if key in pred:
@@ -313,11 +325,12 @@ class MSuNASTuner(BaseTuner):
         pool, F = self._inner_search(models, ok)
         chosen = self._select(pool, F, self.batch_size)
         batch = []
-        for i in chosen:
+        means = self._predict(models, np.array([self.space.encode(pool[i]) for i in chosen])) if chosen else F
+        for i, mean in zip(chosen, means):
             params = pool[i]
             batch.append(params)
             self._predictions[params_key(params)] = {k: float(v) for k, v in
-                                                     zip(self.objectives.keys, self.objectives.values(F[i]))}
+                                                     zip(self.objectives.keys, self.objectives.values(mean))}
         if len(batch) < self.batch_size:  # the inner search found too few unseen points: explore
             extra = self._random(self.batch_size - len(batch), {params_key(p) for p in batch})
             batch += extra
@@ -344,7 +357,7 @@ class MSuNASTuner(BaseTuner):
         axes = [np.arange(len(p.args)) if p.is_categorical else np.arange(int(p.args[0]), int(p.args[1]))
                 for p in self.space.parameters]
         X = np.array(list(itertools.product(*axes)), dtype=float)
-        F = self._predict(models, X)
+        F = self._predict(models, X, optimistic=True)
         from ..core.pareto import constrained_ranks
 
         order = np.lexsort((F[:, 0], constrained_ranks(F)))
@@ -389,7 +402,7 @@ class MSuNASTuner(BaseTuner):
                                  xu=np.maximum(bounds[:, 1], bounds[:, 0] + 1e-12))
 
             def _evaluate(self, X: np.ndarray, out: dict[str, Any], *args: Any, **kwargs: Any) -> None:
-                out["F"] = tuner._predict(models, X)
+                out["F"] = tuner._predict(models, X, optimistic=True)
 
         front = self.archive.front()
         start = np.array([space.encode(r.params) for r in front[: self.inner_population]], dtype=float)
@@ -418,7 +431,7 @@ class MSuNASTuner(BaseTuner):
                 taken.add(params_key(params))
                 pool.append(params)
                 rows.append(space.encode(params))
-        F = self._predict(models, np.array(rows)) if rows else np.zeros((0, len(self.objectives)))
+        F = self._predict(models, np.array(rows), optimistic=True) if rows else np.zeros((0, len(self.objectives)))
         return pool, F
 
     def _select(self, pool: list[dict[str, Any]], F: np.ndarray, k: int) -> list[int]:
