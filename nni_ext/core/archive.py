@@ -76,17 +76,24 @@ class Record:
     restored: bool = False  # read back from the archive's own history.csv (on resume)
     F: np.ndarray | None = None  # minimisation objectives, set when succeeded
     G: np.ndarray | None = None  # constraint violations (0 = satisfied), set when succeeded
+    _cv: float | None = field(default=None, repr=False)
+    _key: str | None = field(default=None, repr=False)
 
     @property
     def key(self) -> str:
-        return params_key(self.params)
+        """The record's "already seen" key (cached: the parameters of a record do not change)."""
+        if self._key is None:
+            self._key = params_key(self.params)
+        return self._key
 
     @property
     def cv(self) -> float:
         """Total constraint violation (0 when feasible; ``inf`` unless succeeded)."""
         if self.status is not Status.SUCCEEDED:
             return math.inf
-        return float(self.G.sum()) if self.G is not None and len(self.G) else 0.0
+        if self._cv is None:
+            self._cv = float(self.G.sum()) if self.G is not None and len(self.G) else 0.0
+        return self._cv
 
     @property
     def ok(self) -> bool:
@@ -139,9 +146,12 @@ class Archive:
         self._seen: set[str] = set()
         self._front: list[Record] = []
         self._front_new: list[Record] = []
+        self._front_F = np.zeros((0, len(self.objectives)))  # the front's objectives and violations, as arrays
+        self._front_cv = np.zeros(0)
         self._hv: float | None = None
         self._hv_stale = True
         self.history: list[dict[str, Any]] = []  # one hypervolume row per finished record
+        self._n_ok = 0  # successful records so far (the history's running count)
 
     # ------------------------------------------------------------------ reference point
     def reference_from_mapping(self, reference_point: Mapping[str, float]) -> np.ndarray:
@@ -241,6 +251,7 @@ class Archive:
             return self.fail(record, f"metric(s) {', '.join(bad)} missing or not finite")
         record.F = F
         record.G = np.array([c.violation(metrics[c.metric]) for c in self.constraints], dtype=float)
+        record._cv = None
         record.status = Status.SUCCEEDED
         self._front_new.append(record)
         self._hv_stale = True
@@ -250,7 +261,7 @@ class Archive:
     def fail(self, record: Record, reason: str) -> Record:
         """Record that a trial ended without a usable result."""
         record.status, record.reason = Status.FAILED, reason
-        record.F = record.G = None
+        record.F = record.G = record._cv = None
         self._ended(record)
         return record
 
@@ -270,8 +281,10 @@ class Archive:
         self.history.append(self._row(record))
 
     def _row(self, record: Record) -> dict[str, Any]:
-        front = self.front()
-        succeeded = sum(r.ok for r in self.finished)
+        self.front()
+        front = self._front
+        self._n_ok += record.ok
+        succeeded = self._n_ok
         return {"evaluated": len(self.finished), "generation": record.generation, "succeeded": succeeded,
                 "failed": len(self.finished) - succeeded, "front_size": len(front), "hypervolume": self.hypervolume()}
 
@@ -296,10 +309,14 @@ class Archive:
         constrained domination is transitive.
         """
         if self._front_new:
+            m = len(self.objectives)
+            new_F = np.array([r.F for r in self._front_new], dtype=float).reshape(-1, m)
+            new_cv = np.array([r.cv for r in self._front_new], dtype=float)
             pool = self._front + self._front_new
-            F = np.array([r.F for r in pool])
-            cv = np.array([r.cv for r in pool])
-            self._front, self._front_new = [pool[i] for i in non_dominated(F, cv)], []
+            F, cv = np.vstack([self._front_F, new_F]), np.concatenate([self._front_cv, new_cv])
+            keep = non_dominated(F, cv)
+            self._front, self._front_new = [pool[i] for i in keep], []
+            self._front_F, self._front_cv = F[keep], cv[keep]
         return list(self._front)
 
     def hypervolume(self) -> float | None:
@@ -307,9 +324,8 @@ class Archive:
         if self.reference is None:
             return None
         if self._hv_stale or self._hv is None:
-            feasible = [r.F for r in self.front() if r.feasible]
-            F = np.array(feasible, dtype=float).reshape(-1, len(self.objectives))
-            self._hv, self._hv_stale = hypervolume(F, self.reference), False
+            self.front()
+            self._hv, self._hv_stale = hypervolume(self._front_F[self._front_cv <= 0], self.reference), False
         return self._hv
 
     def best(self, key: str | None = None) -> Record | None:

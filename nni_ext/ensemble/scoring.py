@@ -173,25 +173,32 @@ class SoftVotingScorer:
                 compiled = list(pool.map(compile_chunk, starts_))
         else:
             compiled = [compile_chunk(a) for a in starts_]
-        status = np.concatenate([c[0] for c in compiled])
+        fields: list[Any] = [list(field) for field in zip(*compiled)]
+        del compiled
+
+        def gather(i: int) -> np.ndarray:  # one field of every chunk, the chunks' copies freed as we go
+            whole = np.concatenate(fields[i])
+            fields[i] = None
+            return whole
+
+        status = gather(0)
         right, wrong = int(np.count_nonzero(status == 0)), int(np.count_nonzero(status == 1))
         self.always_right = right
-        n_threats = np.concatenate([c[1] for c in compiled]).astype(np.intp)  # per contested image
-        n_rows = np.concatenate([c[2] for c in compiled]).astype(np.intp)
-        rows = np.concatenate([c[3] for c in compiled])  # (rows, models) float32, image after image
-        # float32 where that is exact (a model listing a class twice sums two probabilities)
+        n_threats = gather(1).astype(np.intp)  # per contested image
+        n_rows = gather(2).astype(np.intp)
+        rows = gather(3)  # (rows, models) float32, image after image
+        # probabilities in float32 where that is exact (a model listing a class twice sums two of them)
         #: (contested, models): the label's probability in each model
-        self._plabel = _narrow(np.concatenate([c[4] for c in compiled]))
+        self._plabel = gather(4)
         #: (contested, models): the probability of the threat only that model lists (0: none)
-        self._single = _narrow(np.concatenate([c[5] for c in compiled]))
+        self._single = gather(5)
         #: (contested, models): the largest probability of the other threats in each model
-        self._multi = _narrow(np.concatenate([c[10] for c in compiled]))
-        n_multi = np.concatenate([c[6] for c in compiled]).astype(np.intp)
-        entries_per_threat = np.concatenate([c[7] for c in compiled]).astype(np.intp)
+        self._multi = gather(10)
+        n_multi = gather(6).astype(np.intp)
+        entries_per_threat = gather(7).astype(np.intp)
         #: the other threats' nonzero probabilities, threat after threat (strongest first), image after image
-        self._e_model = np.concatenate([c[8] for c in compiled])
-        self._e_value = _narrow(np.concatenate([c[9] for c in compiled]))
-        del compiled
+        self._e_model = gather(8)
+        self._e_value = gather(9)
         self._t_ptr = np.concatenate([[0], np.cumsum(n_multi)]).astype(np.intp)  # other threats of image i
         self._e_ptr = np.concatenate([[0], np.cumsum(entries_per_threat)]).astype(np.intp)  # entries of threat t
         enveloped = n_threats > n_rows
@@ -480,7 +487,8 @@ def _exact_right(Bf: np.ndarray, images: np.ndarray, members: np.ndarray, plabel
 def _compile_chunk(kernel: Any, ids: np.ndarray, probs: np.ndarray, labels: np.ndarray, reps: int,
                    classes: int) -> tuple:
     """Reduce the tables of some images with :func:`_compile_images` into buffers allocated here (so that
-    tracemalloc sees them), and return trimmed copies.
+    tracemalloc sees them), and return trimmed copies (probabilities in float32 where that is exact, models
+    in one byte where they fit).
     """
     M, n, k = ids.shape
     E = M * k
@@ -491,9 +499,9 @@ def _compile_chunk(kernel: Any, ids: np.ndarray, probs: np.ndarray, labels: np.n
     c, r, nt, ne = kernel(np.ascontiguousarray(ids), np.ascontiguousarray(probs), np.ascontiguousarray(labels),
                           reps, classes, *out)
     status, n_threats, n_rows, rows, plabels, singles, multis, n_multi, per_threat, e_model, e_value = out
-    return (status, n_threats[:c].copy(), n_rows[:c].copy(), rows[:r].copy(), plabels[:c].copy(),
-            singles[:c].copy(), n_multi[:c].copy(), per_threat[:nt].copy(), e_model[:ne].copy(),
-            e_value[:ne].copy(), multis[:c].copy())
+    return (status, n_threats[:c].copy(), n_rows[:c].copy(), rows[:r].copy(), _narrow(plabels[:c]),
+            _narrow(singles[:c]), n_multi[:c].copy(), per_threat[:nt].copy(),
+            e_model[:ne].astype(np.uint8 if M <= 256 else np.int16), _narrow(e_value[:ne]), _narrow(multis[:c]))
 
 
 def _compile_images(ids: np.ndarray, probs: np.ndarray, labels: np.ndarray, reps: int, classes: int,

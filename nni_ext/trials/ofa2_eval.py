@@ -175,8 +175,9 @@ def _finetune_recipe(args: argparse.Namespace) -> Any:
         raise NniExtError(f"--epochs {args.epochs} must be >= 0 (0: no fine-tuning)")
     if args.epochs == 0:
         return None
-    if not 0 <= args.dropout < 1:
-        raise NniExtError(f"--dropout {args.dropout} must be in [0, 1)")
+    if not 0 <= args.dropout < 1 or args.train_batch_size < 1:
+        raise NniExtError(f"--dropout {args.dropout} must be in [0, 1) and --train-batch-size "
+                          f"{args.train_batch_size} >= 1")
     return finetune_recipe(lr=args.lr, weight_decay=args.weight_decay, momentum=args.momentum,
                            nesterov=args.nesterov, batch_size=args.train_batch_size,
                            label_smoothing=args.label_smoothing, amp=args.amp, channels_last=args.channels_last,
