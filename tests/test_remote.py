@@ -152,14 +152,29 @@ def _remote_logs(server: SshServer) -> str:
     return "\n".join(tails)
 
 
-def _run_experiment(config: dict, path: Path, timeout: float = 600) -> tuple[str, list[experiment.Trial], Path, float]:
+@dataclass
+class Run:
+    status: str
+    trials: list[experiment.Trial]
+    directory: Path
+    seconds: float  # nnictl create to the end
+    startup: float  # experiment start to the first trial's start (remote: SSH, NNI's pip check, trial keeper, upload)
+    per_trial: float  # mean trial wall time as NNI records it (start to end)
+
+
+def _run_experiment(config: dict, path: Path, timeout: float = 600) -> Run:
     path.write_text(yaml.safe_dump(config))
     start = time.perf_counter()
     exp = experiment.create(path)
     try:
         status = exp.wait(timeout=timeout, poll=1)
-        elapsed = time.perf_counter() - start
-        return status, exp.trials(), exp.directory, elapsed
+        seconds = time.perf_counter() - start
+        jobs = exp.rest("trial-jobs")
+        started = exp.rest("experiment")["startTime"]
+        first = min((j["startTime"] for j in jobs if j.get("startTime")), default=started)
+        spans = [j["endTime"] - j["startTime"] for j in jobs if j.get("startTime") and j.get("endTime")]
+        return Run(status, exp.trials(), exp.directory, seconds, (first - started) / 1e3,
+                   sum(spans) / max(1, len(spans)) / 1e3)
     finally:
         exp.stop()
 
@@ -170,7 +185,11 @@ def _csv(path: Path) -> list[dict]:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# NSGA2 on ZDT1: the same experiment on local and on remote, one trial at a time, gives the same archive
+# NSGA2 on ZDT1: the same experiment on local and on remote, one trial at a time, gives the same archive.
+# A bad trial reports NaN here rather than crashing: NNI's dispatcher handles a trial's end on another thread than
+# its results and parameter requests, so whether the tuner learns of a crash before it proposes the next trial is
+# a race in NNI itself (local and remote alike), and the runs could differ legitimately. Crashes on the remote
+# side are in the SPOS test below.
 
 ZDT_TRIALS = 10
 
@@ -179,7 +198,7 @@ def _zdt_config(code: Path, workdir: Path, training_service: dict) -> dict:
     config = yaml.safe_load((REPO / "configs" / "moo_zdt1.yml").read_text())
     config.update(
         searchSpaceFile=str(REPO / "examples" / "moo_benchmark" / "zdt_space.json"), trialCodeDirectory=str(code),
-        trialCommand="python examples/moo_benchmark/trial.py --problem zdt1 --fail-above 0.85",
+        trialCommand="python examples/moo_benchmark/trial.py --problem zdt1 --nan-above 0.85",
         experimentWorkingDirectory=str(workdir), maxTrialNumber=ZDT_TRIALS, trialConcurrency=1,
         tuner={"className": "nni_ext.tuners.NSGA2Tuner", "codeDirectory": str(REPO),
                "classArgs": {"objectives": {"default": "minimize", "f2": "minimize"}, "population_size": 4,
@@ -219,27 +238,28 @@ def test_nsga2_zdt_on_remote_matches_local(ssh_server: SshServer, tmp_path: Path
                           ("remote", {"platform": "remote", "machineList": [ssh_server.machine()]})):
         config = _zdt_config(code, tmp_path / name, service)
         runs[name] = _run_experiment(config, tmp_path / f"{name}.yml")
-        assert runs[name][0] == "DONE", (name, runs[name][0], _remote_logs(ssh_server))
-    (_, local_trials, local_dir, local_s), (_, remote_trials, remote_dir, remote_s) = runs["local"], runs["remote"]
-    print(f"ZDT1, {ZDT_TRIALS} trials one at a time: local {local_s:.1f} s, remote (SSH to 127.0.0.1) "
-          f"{remote_s:.1f} s -> {(remote_s - local_s) / ZDT_TRIALS:+.2f} s per trial")
+        assert runs[name].status == "DONE", (name, runs[name].status, _remote_logs(ssh_server))
+    local, remote = runs["local"], runs["remote"]
+    for name, run in runs.items():
+        print(f"ZDT1 {name}: {ZDT_TRIALS} trials one at a time in {run.seconds:.1f} s; first trial after "
+              f"{run.startup:.1f} s; {run.per_trial:.2f} s per trial (NNI's start-to-end)")
     # the trials really ran on the remote side: in the SSH user's home, from the uploaded code directory
-    remote_exp = ssh_server.home / "nni-experiments" / remote_dir.name
+    remote_exp = ssh_server.home / "nni-experiments" / remote.directory.name
     uploaded = list(remote_exp.glob("environments/*/upload/*/examples/moo_benchmark/trial.py"))
     assert uploaded, sorted(str(p) for p in remote_exp.rglob("*"))[:40]
     assert not list(remote_exp.glob("environments/*/upload/*/scratch")), ".nniignore'd files were uploaded"
     assert len(list(remote_exp.glob("environments/*/trials/*"))) == ZDT_TRIALS
-    local_history = _check_moo_archive(local_dir, local_trials)
-    remote_history = _check_moo_archive(remote_dir, remote_trials)
-    # seed 5 makes the 4th trial crash (x1 > 0.85): a failed remote trial is recorded as on local
-    assert [r["status"] for r in remote_history].count("failed") >= 1
+    local_history = _check_moo_archive(local.directory, local.trials)
+    remote_history = _check_moo_archive(remote.directory, remote.trials)
+    # seed 5 gives the 4th trial x2 > 0.85: its NaN result is recorded as on local
+    assert any(r["status"] != "succeeded" for r in remote_history), remote_history
     # one trial at a time, the same seed: the same parameters, results and archive wherever the trials ran
     columns = [c for c in local_history[0] if not c.startswith("info/")]
     assert [[r[c] for c in columns] for r in remote_history] == [[r[c] for c in columns] for r in local_history]
     for name in ("archive.json", "pareto.json"):
-        assert _strip_ids(json.loads((remote_dir / "moo" / name).read_text())) == _strip_ids(
-            json.loads((local_dir / "moo" / name).read_text())), name
-    assert _csv(remote_dir / "moo" / "hypervolume.csv") == _csv(local_dir / "moo" / "hypervolume.csv")
+        assert _strip_ids(json.loads((remote.directory / "moo" / name).read_text())) == _strip_ids(
+            json.loads((local.directory / "moo" / name).read_text())), name
+    assert _csv(remote.directory / "moo" / "hypervolume.csv") == _csv(local.directory / "moo" / "hypervolume.csv")
 
 
 def _strip_ids(value: object) -> object:
@@ -287,7 +307,9 @@ def test_spos_tester_trials_on_remote(ssh_server: SshServer, tmp_path: Path) -> 
     config = {
         "experimentName": "test-remote-spos",
         "searchSpaceFile": str(REPO / "search_spaces" / "spos-digits.json"),
-        "trialCommand": f"python -m nni_ext.trials.spos_tester --checkpoint {checkpoint} --data {shared}/data/digits "
+        # the third trial (sequence id 2) crashes before it reports: a failed trial on the remote side
+        "trialCommand": 'if [ "$NNI_TRIAL_SEQ_ID" = 2 ]; then echo "crashing on purpose" >&2; exit 3; fi; '
+                        f"python -m nni_ext.trials.spos_tester --checkpoint {checkpoint} --data {shared}/data/digits "
                         "--recal-batches 3 --recal-batch-size 32 --val-per-class 5 --backend torchvision "
                         "--workers 0 --threads 1 --device cpu",
         "trialCodeDirectory": str(code),
@@ -300,10 +322,15 @@ def test_spos_tester_trials_on_remote(ssh_server: SshServer, tmp_path: Path) -> 
                                 "num_generations": GENERATIONS, "seed": 1}},
         "trainingService": {"platform": "remote", "machineList": [ssh_server.machine()]},
     }
-    status, trials, directory, elapsed = _run_experiment(config, tmp_path / "config.yml", timeout=900)
-    assert status == "DONE", (status, _remote_logs(ssh_server))
-    print(f"SPOS tester, {len(trials)} trials on remote: {elapsed:.1f} s")
+    run = _run_experiment(config, tmp_path / "config.yml", timeout=900)
+    assert run.status == "DONE", (run.status, _remote_logs(ssh_server))
+    trials, directory = run.trials, run.directory
+    print(f"SPOS tester on remote: {len(trials)} trials, 2 at a time, in {run.seconds:.1f} s; first trial after "
+          f"{run.startup:.1f} s; {run.per_trial:.2f} s per trial")
     assert len(trials) == POPULATION * GENERATIONS
+    failed = [t for t in trials if t.status == "FAILED"]
+    assert len(failed) == 1 and failed[0].metrics is None, [(t.trial_id, t.status) for t in trials]
+    trials = [t for t in trials if t is not failed[0]]
     assert all(t.status == "SUCCEEDED" and t.metrics for t in trials), [(t.trial_id, t.status) for t in trials]
     for t in trials:
         cost = table.cost(t.parameters)
@@ -313,5 +340,6 @@ def test_spos_tester_trials_on_remote(ssh_server: SshServer, tmp_path: Path) -> 
     assert len(sorted((directory / "spos").glob("generation_*.json"))) >= GENERATIONS - 1
     best = json.loads((directory / "spos" / "best_architecture.json").read_text())
     assert space.validate(best) == best
-    assert len(list((ssh_server.home / "nni-experiments" / directory.name).glob("environments/*/trials/*"))) == len(
-        trials)
+    remote_trials = ssh_server.home / "nni-experiments" / directory.name / "environments"
+    assert len(list(remote_trials.glob("*/trials/*"))) == POPULATION * GENERATIONS
+    assert "crashing on purpose" in next(remote_trials.glob(f"*/trials/{failed[0].trial_id}/trial.stderr")).read_text()
