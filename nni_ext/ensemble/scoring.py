@@ -199,16 +199,18 @@ class SoftVotingScorer:
         #: the other threats' nonzero probabilities, threat after threat (strongest first), image after image
         self._e_model = gather(8)
         self._e_value = gather(9)
+        mode = gather(11).astype(np.intp)  # 0: all threats in rows, 1: + envelope, 2: + envelope and label
+        lone_max = gather(12)
         self._t_ptr = np.concatenate([[0], np.cumsum(n_multi)]).astype(np.intp)  # other threats of image i
         self._e_ptr = np.concatenate([[0], np.cumsum(entries_per_threat)]).astype(np.intp)  # entries of threat t
-        enveloped = n_threats > n_rows
-        # images grouped by (rows, envelope or not), each group's rows slab by slab
-        kind = n_rows * 2 + enveloped
-        order = np.argsort(kind, kind="stable")
+        # images grouped by (rows, mode), each group's rows slab by slab
+        order = np.argsort(n_rows * 3 + mode, kind="stable")
         #: contested image (its index in the compile's order) of each position of the blocks' order
         self._image = order.astype(np.intp)
+        #: per position: the largest probability of a single-model threat left out of the rows (mode 2)
+        self._lone_max = lone_max[order]
         row_start = np.concatenate([[0], np.cumsum(n_rows)[:-1]]).astype(np.intp)
-        self._blocks = self._make_blocks(rows, row_start, n_rows, enveloped, order, block)
+        self._blocks = self._make_blocks(rows, row_start, n_rows, mode, order, block)
         del rows
         self._parts = _share_out(self._blocks, self.threads)
         self._executor: Any = None
@@ -216,25 +218,26 @@ class SoftVotingScorer:
         self.stats = CompileStats(images=self.n_images, always_right=right, always_wrong=wrong,
                                   contested=len(n_threats), threats=int(n_threats.sum()),
                                   seconds=time.perf_counter() - start, rows=int(n_rows.sum()),
-                                  enveloped=int(enveloped.sum()), entries=len(self._e_value))
+                                  enveloped=int(np.count_nonzero(mode)), entries=len(self._e_value))
         log.info("compiled %d images: %d always right, %d always wrong, %d contested with %d threats in %d rows "
                  "(%d images with an envelope row) (%.2f s)", self.n_images, right, wrong, self.stats.contested,
                  self.stats.threats, self.stats.rows, self.stats.enveloped, self.stats.seconds)
 
     @staticmethod
-    def _make_blocks(rows: np.ndarray, row_start: np.ndarray, n_rows: np.ndarray, enveloped: np.ndarray,
-                     order: np.ndarray, block: int) -> list[tuple[int, int, int, np.ndarray, bool]]:
+    def _make_blocks(rows: np.ndarray, row_start: np.ndarray, n_rows: np.ndarray, mode: np.ndarray,
+                     order: np.ndarray, block: int) -> list[tuple[int, int, int, np.ndarray, int]]:
         """Blocks of contested images with as many rows each: ``(rows per image, first position, images,
-        float32 margins (rows, models), whether the last row is an envelope)``, row ``j`` of every image in
-        a contiguous slab. Positions index the scorer's ``_image`` order.
+        float32 margins (rows, models), mode)``, row ``j`` of every image in a contiguous slab; ``mode`` 0:
+        the rows are all the threats, 1: the last row is an envelope, 2: the last two rows are an envelope
+        and the label's probabilities. Positions index the scorer's ``_image`` order.
         """
-        blocks: list[tuple[int, int, int, np.ndarray, bool]] = []
+        blocks: list[tuple[int, int, int, np.ndarray, int]] = []
         if not len(order):
             return blocks
-        kind = (n_rows * 2 + enveloped)[order]
+        kind = (n_rows * 3 + mode)[order]
         bounds = np.flatnonzero(np.diff(kind)) + 1
         for a, b in itertools.pairwise([0, *bounds.tolist(), len(order)]):
-            t, env = int(n_rows[order[a]]), bool(enveloped[order[a]])
+            t, env = int(n_rows[order[a]]), int(mode[order[a]])
             step = max(1, block // t)
             for i0 in range(a, b, step):
                 k = min(step, b - i0)
@@ -286,8 +289,10 @@ class SoftVotingScorer:
         not decide are checked exactly in float64 from the image's sparse threats.
         """
         BT = np.ascontiguousarray(B.T, dtype=np.float32)  # (models, P)
-        exact = (np.ascontiguousarray(B, dtype=np.float64), self._image, self._plabel, self._single, self._multi,
-                 self._t_ptr, self._e_ptr, self._e_model, self._e_value, _kernels())
+        size = B.sum(axis=1)
+        idx = np.ascontiguousarray(np.argsort(~B, axis=1, kind="stable"))  # members first, by model
+        exact = (np.ascontiguousarray(B, dtype=np.float64), idx, size, self._image, self._lone_max, self._plabel,
+                 self._single, self._multi, self._t_ptr, self._e_ptr, self._e_model, self._e_value, _kernels())
         # |float32 result - exact| <= (M + 1) u sum|a|, |a| <= 1: the dot's rounding plus that of A32
         tol = ((self.n_models + 2) * 2.0 ** -24 * B.sum(axis=1) * 1.01).astype(np.float32)
         parts = self._parts
@@ -315,7 +320,7 @@ class SoftVotingScorer:
     def nbytes(self) -> int:
         """Bytes held by the compiled tables (rows, label probabilities, sparse threats and indices)."""
         arrays = [self._plabel, self._single, self._multi, self._e_model, self._e_value, self._t_ptr, self._e_ptr,
-                  self._image]
+                  self._image, self._lone_max]
         return sum(a.nbytes for a in arrays) + sum(b[3].nbytes for b in self._blocks)
 
 
@@ -374,10 +379,12 @@ def _score_blocks(blocks: list, BT: np.ndarray, tol: np.ndarray, exact: tuple) -
 
     Per block: a float32 product, then (numba, :func:`_sift`) per pair the smallest margin over the strong
     threats' rows and, for an image whose other threats share an envelope row, the smaller of that and the
-    envelope: the pair is right when the latter exceeds ``tol``, wrong when a strong threat's margin is below
-    ``-tol``, else checked exactly (:func:`_exact_right`). Returns ``(P,)`` right counts.
+    envelope: the pair is right when the latter exceeds ``tol`` (and, where single-model threats were left
+    to the label's row, when the label's sum exceeds the largest of them by ``tol``), wrong when a strong
+    threat's margin is below ``-tol``, else checked exactly (:func:`_exact_right`). Returns ``(P,)`` right
+    counts.
     """
-    Bf, image, plabel, single, multi, t_ptr, e_ptr, e_model, e_value, kernels = exact
+    Bf, idx, size, image, lone_max, plabel, single, multi, t_ptr, e_ptr, e_model, e_value, kernels = exact
     sift, check = kernels["sift"], kernels["exact"]
     P = BT.shape[1]
     width = max(len(b[3]) for b in blocks) if blocks else 0
@@ -386,25 +393,27 @@ def _score_blocks(blocks: list, BT: np.ndarray, tol: np.ndarray, exact: tuple) -
     images = np.empty(height * P, dtype=np.intp)
     members = np.empty(height * P, dtype=np.intp)
     right = np.zeros(P, dtype=np.int64)
-    for t, first, k, A32, env in blocks:
+    for t, first, k, A32, mode in blocks:
         g = G[:t * k * P].reshape(t * k, P)
         np.matmul(A32, BT, out=g)
-        n = sift(g, t, k, env, tol, right, image[first:first + k], images, members)
+        n = sift(g, t, k, mode, tol, right, image[first:first + k], lone_max[first:first + k], images, members)
         if n:
-            right += check(Bf, images[:n], members[:n], plabel, single, multi, t_ptr, e_ptr, e_model, e_value)
+            right += check(Bf, idx, size, images[:n], members[:n], plabel, single, multi, t_ptr, e_ptr, e_model,
+                           e_value)
     return right
 
 
-def _sift(g: np.ndarray, t: int, k: int, env: bool, tol: np.ndarray, right: np.ndarray, image: np.ndarray,
-          images: np.ndarray, members: np.ndarray) -> int:
+def _sift(g: np.ndarray, t: int, k: int, mode: int, tol: np.ndarray, right: np.ndarray, image: np.ndarray,
+          lone_max: np.ndarray, images: np.ndarray, members: np.ndarray) -> int:
     """Count a block's surely right pairs into ``right`` and list the undecided ones (numba kernel).
 
-    ``g`` is the block's ``(t * k, P)`` product (slab ``j``: row ``j`` of its ``k`` images); with ``env`` the
-    last slab is the envelope. Writes the undecided pairs' images (``image`` maps the block's images) and
-    ensembles to ``images`` and ``members``, and returns how many there are.
+    ``g`` is the block's ``(t * k, P)`` product (slab ``j``: row ``j`` of its ``k`` images); ``mode`` as in
+    :meth:`SoftVotingScorer._make_blocks` (with 2, the label's sum must exceed ``lone_max`` of the image).
+    Writes the undecided pairs' images (``image`` maps the block's images) and ensembles to ``images`` and
+    ``members``, and returns how many there are.
     """
     P = g.shape[1]
-    strong = t - 1 if env else t
+    strong = t - mode
     n = 0
     for i in range(k):
         undecided = False
@@ -412,7 +421,11 @@ def _sift(g: np.ndarray, t: int, k: int, env: bool, tol: np.ndarray, right: np.n
             s = g[i, e]
             for j in range(1, strong):
                 s = min(s, g[j * k + i, e])
-            bound = min(s, g[strong * k + i, e]) if env else s
+            bound = s
+            if mode > 0:
+                bound = min(s, g[strong * k + i, e])
+            if mode == 2:
+                bound = min(bound, g[(strong + 1) * k + i, e] - lone_max[i])
             sure = bound > tol[e]
             right[e] += sure
             undecided |= (not sure) and s >= -tol[e]
@@ -421,7 +434,11 @@ def _sift(g: np.ndarray, t: int, k: int, env: bool, tol: np.ndarray, right: np.n
                 s = g[i, e]
                 for j in range(1, strong):
                     s = min(s, g[j * k + i, e])
-                bound = min(s, g[strong * k + i, e]) if env else s
+                bound = s
+                if mode > 0:
+                    bound = min(s, g[strong * k + i, e])
+                if mode == 2:
+                    bound = min(bound, g[(strong + 1) * k + i, e] - lone_max[i])
                 if not bound > tol[e] and s >= -tol[e]:
                     images[n] = image[i]
                     members[n] = e
@@ -444,28 +461,29 @@ def _kernels() -> dict[str, Any]:
     return _KERNELS
 
 
-def _exact_right(Bf: np.ndarray, images: np.ndarray, members: np.ndarray, plabel: np.ndarray, single: np.ndarray,
-                 multi: np.ndarray, t_ptr: np.ndarray, e_ptr: np.ndarray, e_model: np.ndarray,
-                 e_value: np.ndarray) -> np.ndarray:
+def _exact_right(Bf: np.ndarray, idx: np.ndarray, size: np.ndarray, images: np.ndarray, members: np.ndarray,
+                 plabel: np.ndarray, single: np.ndarray, multi: np.ndarray, t_ptr: np.ndarray, e_ptr: np.ndarray,
+                 e_model: np.ndarray, e_value: np.ndarray) -> np.ndarray:
     """``(P,)`` how many of the (contested image, ensemble) pairs are right, in float64 (numba kernel).
 
     Right iff the label's summed probability is strictly larger than every threat's: than each member's
     single-model threat (``single``: its probability in the one model listing it) and than each other
     threat's sum (strongest first), unless the members' sum of ``multi`` (per model, the largest of these
-    other threats' probabilities) is already below the label's. ``Bf`` is the membership as 0.0/1.0.
+    other threats' probabilities) is already below the label's. ``Bf`` is the membership as 0.0/1.0,
+    ``idx[e, :size[e]]`` the members of ensemble ``e``.
     """
-    P, M = Bf.shape
+    P = Bf.shape[0]
     right = np.zeros(P, dtype=np.int64)
     for q in range(len(images)):
         i, e = images[q], members[q]
         label = 0.0
         top = 0.0
         envelope = 0.0
-        for m in range(M):
-            b = Bf[e, m]
-            label += plabel[i, m] * b
-            top = max(top, single[i, m] * b)
-            envelope += multi[i, m] * b
+        for a in range(size[e]):
+            m = idx[e, a]
+            label += plabel[i, m]
+            top = max(top, single[i, m])
+            envelope += multi[i, m]
         if top >= label:
             continue
         if envelope < label:
@@ -492,20 +510,22 @@ def _compile_chunk(kernel: Any, ids: np.ndarray, probs: np.ndarray, labels: np.n
     """
     M, n, k = ids.shape
     E = M * k
+    modes, lone_max = np.empty(n, dtype=np.int8), np.zeros(n)
     out = (np.empty(n, dtype=np.int8), np.empty(n, dtype=np.int32), np.empty(n, dtype=np.int32),
-           np.empty((n * (reps + 1), M), dtype=np.float32), np.empty((n, M)), np.zeros((n, M)), np.zeros((n, M)),
+           np.empty((n * (reps + 2), M), dtype=np.float32), np.empty((n, M)), np.zeros((n, M)), np.zeros((n, M)),
            np.empty(n, dtype=np.int32), np.empty(n * E, dtype=np.int32), np.empty(n * E, dtype=np.int16),
            np.empty(n * E))
     c, r, nt, ne = kernel(np.ascontiguousarray(ids), np.ascontiguousarray(probs), np.ascontiguousarray(labels),
-                          reps, classes, *out)
+                          reps, classes, modes, lone_max, *out)
     status, n_threats, n_rows, rows, plabels, singles, multis, n_multi, per_threat, e_model, e_value = out
     return (status, n_threats[:c].copy(), n_rows[:c].copy(), rows[:r].copy(), _narrow(plabels[:c]),
             _narrow(singles[:c]), n_multi[:c].copy(), per_threat[:nt].copy(),
-            e_model[:ne].astype(np.uint8 if M <= 256 else np.int16), _narrow(e_value[:ne]), _narrow(multis[:c]))
+            e_model[:ne].astype(np.uint8 if M <= 256 else np.int16), _narrow(e_value[:ne]), _narrow(multis[:c]),
+            modes[:c].copy(), lone_max[:c].copy())
 
 
 def _compile_images(ids: np.ndarray, probs: np.ndarray, labels: np.ndarray, reps: int, classes: int,
-                    status: np.ndarray,
+                    modes: np.ndarray, lone_max: np.ndarray, status: np.ndarray,
                     n_threats: np.ndarray, n_rows: np.ndarray, rows: np.ndarray, plabels: np.ndarray,
                     singles: np.ndarray, multis: np.ndarray, n_multi: np.ndarray, per_threat: np.ndarray,
                     e_model: np.ndarray, e_value: np.ndarray) -> tuple[int, int, int, int]:
@@ -515,7 +535,10 @@ def _compile_images(ids: np.ndarray, probs: np.ndarray, labels: np.ndarray, reps
     lists for an image scores 0 for every ensemble, so the label must score more). Writes, per image, its
     status (0 right for every ensemble, 1 wrong for every ensemble, 2 contested) and, per contested image:
     its number of threats and of dense rows, the rows ((rows, models) float32 margins: the strongest
-    threats, then the envelope of the others when they do not all fit), the label's probabilities
+    threats, then the envelope of the others when they do not all fit; ``modes`` 1), or when at least 4 of
+    the others are listed by one model only (``modes`` 2), the envelope of the rest of them and the label's
+    probabilities as a last row, the largest of those single-model threats' probabilities in ``lone_max``),
+    the label's probabilities
     (models,) float64, the threats listed by one model only as one (models,) float64 row (each its
     probability there: after the pruning a model has at most one), then the other threats' nonzero
     probabilities (number of threats, entries per threat, their models and values), strongest threat
@@ -536,6 +559,7 @@ def _compile_images(ids: np.ndarray, probs: np.ndarray, labels: np.ndarray, reps
     cand = np.empty(E, dtype=np.int64)  # candidate j -> local class
     W = np.zeros((E, M), dtype=np.float64)  # dense rows of the candidates
     kept = np.empty(E, dtype=np.int64)
+    nnz = np.empty(E, dtype=np.int64)
     strength = np.empty(E, dtype=np.float64)
     plabel = np.empty(M, dtype=np.float64)
     c = 0  # contested images so far
@@ -657,15 +681,38 @@ def _compile_images(ids: np.ndarray, probs: np.ndarray, labels: np.ndarray, reps
             for m in range(M):
                 rows[r, m] = plabel[m] - W[j, m]
             r += 1
+        mode = 0
         if not full:
+            # threats listed by one model only: their best is at most the largest of them, whatever the members
+            lone = 0
+            smax = 0.0
+            for a in range(strong, T):
+                j = kept[by_strength[a]]
+                count = 0
+                last = 0
+                for m in range(M):
+                    if W[j, m] != 0.0:
+                        count += 1
+                        last = m
+                nnz[a] = count
+                if count == 1:
+                    lone += 1
+                    smax = max(smax, W[j, last])
+            mode = 2 if lone >= 4 else 1
             for m in range(M):
                 top = 0.0
                 for a in range(strong, T):
-                    w = W[kept[by_strength[a]], m]
-                    if a == strong or w > top:
-                        top = w
+                    if mode == 2 and nnz[a] == 1:
+                        continue
+                    top = max(top, W[kept[by_strength[a]], m])
                 rows[r, m] = plabel[m] - top
             r += 1
+            if mode == 2:
+                for m in range(M):
+                    rows[r, m] = plabel[m]
+                r += 1
+                lone_max[c] = smax
+        modes[c] = mode
         plabels[c, :] = plabel
         multi = 0
         for a in range(T):
@@ -690,7 +737,7 @@ def _compile_images(ids: np.ndarray, probs: np.ndarray, labels: np.ndarray, reps
                 multi += 1
         n_multi[c] = multi
         n_threats[c] = T
-        n_rows[c] = strong + (0 if full else 1)
+        n_rows[c] = strong + mode
         c += 1
     return c, r, nt, ne
 
