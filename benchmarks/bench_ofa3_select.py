@@ -13,7 +13,7 @@ checks the two agree.
 
 ``--spread`` sets how widely the models' wrong classes spread (``synthetic_tables``): ``shared`` (the
 default: an image's top-5 classes over 100 models span about 7 classes), ``wide`` (about 20 on average,
-90th percentile about 37) or ``uniform`` (wrong classes uniform over the 1,000 classes, independent between
+90th percentile about 38) or ``uniform`` (wrong classes uniform over the 1,000 classes, independent between
 models). ``--baseline REV`` runs the same selection again with the scorer of git revision ``REV`` (e.g. the
 commit before a change), on the same tables at about the same load, and prints both. ``--dense-models 0``
 skips the dense comparison (its 400 MB array would otherwise set the process's peak RSS).
@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nni_ext.ensemble import SoftVotingScorer, select_ensembles, synthetic_latency, synthetic_tables
+from nni_ext.ensemble import SoftVotingScorer, TopKTables, select_ensembles, synthetic_latency, synthetic_tables
 from nni_ext.ensemble.scoring import dense_accuracy
 
 SEED_SECONDS = 2 * 3600  # per run, the seed's ofa3 notebooks on a GPU
@@ -64,7 +64,7 @@ def dense_vs_sparse(models: int, images: int, classes: int, population: int, spr
           f"compile); identical accuracies: {same}")
 
 
-def class_spread(tables) -> str:  # noqa: ANN001
+def class_spread(tables: TopKTables) -> str:
     """How many classes an image's top-k lists span over all the models: mean, 90th percentile, most."""
     M, n, k = tables.ids.shape
     spans = []
@@ -128,7 +128,8 @@ def main() -> None:
     s = scorer.stats
     print(f"compile {t_compile:.2f} s: {s.always_right} images right and {s.always_wrong} wrong for every ensemble, "
           f"{s.contested} contested with {s.threats} threat classes in {s.rows} dense rows "
-          f"({s.enveloped} images with an envelope row); compiled tables {scorer.nbytes() / 2**20:.0f} MiB")
+          f"({s.enveloped} images with an envelope row, {s.label_rows} of them with the label's row too); "
+          f"compiled tables {scorer.nbytes() / 2**20:.0f} MiB")
     r = select_ensembles(tables=tables, latency=latency, criterion=args.criterion, population=args.population,
                          generations=args.generations, seed=1, min_members=args.min_members,
                          algorithm=args.algorithm, scorer=scorer, log_every=0)

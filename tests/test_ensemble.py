@@ -131,7 +131,7 @@ def test_synthetic_tables_spreads() -> None:
              for s in ("shared", "wide", "uniform")}
     assert 6 <= spans["shared"].mean() <= 8 and spans["shared"].max() <= 9
     assert 17 <= spans["wide"].mean() <= 23 and 30 <= np.percentile(spans["wide"], 90) <= 45
-    assert spans["wide"].max() <= 72
+    assert spans["wide"].max() <= 76
     assert spans["uniform"].mean() > 250
     t = synthetic_tables(models=20, images=2000, seed=1, spread="wide")
     assert 0.68 < t.top1_accuracy().min() and t.top1_accuracy().max() < 0.82
@@ -155,9 +155,11 @@ def test_scoring_equals_dense_for_every_spread(spread: str, steps: int | None) -
     for reps in (1, 3):
         scorer = SoftVotingScorer(t, reps=reps, threads=2, block=97, chunk=150, classes=60)
         np.testing.assert_array_equal(scorer.accuracy(B), dense)
-        assert scorer.stats.rows <= (reps + 1) * scorer.stats.contested
+        assert scorer.stats.rows <= (reps + 2) * scorer.stats.contested
     if spread != "shared":
         assert scorer.stats.enveloped > 0  # some images keep 3 strong threats and an envelope of the others
+    if spread == "uniform":
+        assert scorer.stats.label_rows > 0  # and threats listed by one or two models bounded by the label's row
 
 
 def test_scoring_equals_dense_on_every_ensemble() -> None:
@@ -206,7 +208,7 @@ def test_scorer_memory_does_not_grow_with_the_spread() -> None:
     assert all(peak <= 2.5 * size + 2**21 for peak in peaks.values()), {s: p / 2**20 for s, p in peaks.items()}
     for scorer in scorers.values():
         assert scorer.nbytes() <= size
-        assert scorer.stats.rows <= 2 * scorer.stats.contested  # reps=1: at most two dense rows per image
+        assert scorer.stats.rows <= 3 * scorer.stats.contested  # reps=1: at most three dense rows per image
     uniform = scorers["uniform"].stats
     assert uniform.threats > 10 * uniform.contested  # many threats, yet as little memory
 

@@ -20,19 +20,21 @@ summation order.
   in every model is dropped too (it can never be the strongest rival).
 
 A contested image is right for ensemble ``b`` iff ``b @ (p_label - p_t) > 0`` for each of its threats
-``t``. An image keeps at most ``reps + 1`` dense rows of margins, whatever the number of its threats:
-all of them when it has that few, else its ``reps`` strongest threats (largest summed probability) and
-one *envelope* row ``p_label - max_t p_t`` (per model, over the other threats), which is at most every
-other threat's margin. A population ``B`` (``P x models``) is scored with float32 matrix products against
-these rows: a pair (image, ensemble) is surely right when every row's margin is above its rounding bound,
+``t``. An image keeps at most ``reps + 2`` dense rows, whatever the number of its threats: all of them
+(as margins) when it has at most ``reps + 1``, else its ``reps`` strongest threats (largest summed
+probability) and one *envelope* row ``p_label - max_t p_t`` (per model, over the other threats), which is
+at most every other threat's margin. When at least 4 of those others are listed by one or two models
+only (models that err each their own way), they leave the envelope: whatever the members, such a threat
+scores at most its sum over all the models, so the label's row ``p_label`` must exceed the largest of
+these sums. A population ``B`` (``P x models``) is scored with float32 matrix products against these
+rows: a pair (image, ensemble) is surely right when every bound holds by more than its rounding bound,
 surely wrong when a strong threat's margin is below minus that bound, and otherwise (a rival other than
 the strongest could win, or a margin within its rounding bound of 0, a tie) decided exactly in float64
 from the image's sparse threats: the label's sum against each member's threat listed by that model alone
-(after the pruning a model has at most one: a max over the members), then against the sum of the other
-threats' per-model maximum, and only when that does not settle it against each of those threats. When
-most wrong models agree on an image's confuser (``synthetic_tables(spread="shared")`` and ``"wide"``),
-the strongest threat and the envelope decide all but about 0.2 % of the pairs; when every model errs its
-own way (``"uniform"``) about a fifth of the pairs go to the exact check (see ``benchmarks/RESULTS.md``).
+(after the pruning a model has at most one: a max over the members), then against the members' sum of
+the other threats' per-model maximum, and only when that does not settle it against each of those
+threats. On ``synthetic_tables`` of every ``spread`` the rows decide all but 0.2-1.5 % of the pairs of a
+search's populations (see ``benchmarks/RESULTS.md``).
 
 The rows are stored in blocks of about 2,000 rows of images with as many rows, row ``j`` of every image
 of a block in one slab, so that a block's product ``(rows, P)``, its minimum over the slabs and the counts
@@ -40,7 +42,7 @@ stay in the CPU cache; the blocks are shared out between threads (one per core, 
 single-threaded BLAS, then sifting its products and checking its undecided pairs in numba kernels that
 release the GIL (compiled on first use and cached on disk).
 
-**Memory** does not depend on how the classes spread: per contested image ``reps + 1`` float32 rows of
+**Memory** does not depend on how the classes spread: per contested image ``reps + 2`` float32 rows of
 ``models`` margins, three rows of ``models`` probabilities (the label's, the single-model threats', the
 other threats' maximum) and those other threats' nonzero probabilities, at most ``models x k`` of them
 (the image's own top-k entries; float32 where exact): never ``threats x models``, let alone
@@ -101,9 +103,10 @@ def _membership(membership: np.ndarray, n_models: int) -> np.ndarray:
 class CompileStats:
     """How the tables reduced: images decided for every ensemble and what the matrix products cover.
 
-    ``threats`` counts the contested images' threat classes; ``rows`` the dense margin rows they keep
-    (at most ``reps + 1`` per image); ``enveloped`` the images whose weaker threats share one envelope row;
-    ``entries`` the threats' nonzero probabilities kept for the exact checks.
+    ``threats`` counts the contested images' threat classes; ``rows`` the dense rows they keep (at most
+    ``reps + 2`` per image); ``enveloped`` the images whose weaker threats share an envelope row (and the
+    label's row: ``label_rows`` of them); ``entries`` the nonzero probabilities kept for the exact checks of
+    the threats listed by more than one model.
     """
 
     images: int
@@ -115,6 +118,7 @@ class CompileStats:
     rows: int = 0
     enveloped: int = 0
     entries: int = 0
+    label_rows: int = 0
 
 
 class SoftVotingScorer:
@@ -129,9 +133,9 @@ class SoftVotingScorer:
         threads: threads scoring blocks side by side (default: the usable CPU cores, at most 4).
         classes: the number of classes (default: ``tables.n_classes``, one more than the largest id seen).
             A class no model lists for an image scores 0, so a label scoring 0 ties it: an error.
-        reps: strongest threats per image kept as dense rows beside the envelope of the others; an image
-            with at most ``reps + 1`` threats keeps them all. More rows decide more pairs by the products
-            and leave fewer to the exact check, at the cost of larger products.
+        reps: strongest threats per image kept as dense rows beside the envelope of the others (and the
+            label's row); an image with at most ``reps + 1`` threats keeps them all. More rows decide more
+            pairs by the products and leave fewer to the exact check, at the cost of larger products.
     """
 
     def __init__(self, tables: TopKTables, *, chunk: int = 512, cache_size: int = 0, block: int = 2048,
@@ -218,7 +222,8 @@ class SoftVotingScorer:
         self.stats = CompileStats(images=self.n_images, always_right=right, always_wrong=wrong,
                                   contested=len(n_threats), threats=int(n_threats.sum()),
                                   seconds=time.perf_counter() - start, rows=int(n_rows.sum()),
-                                  enveloped=int(np.count_nonzero(mode)), entries=len(self._e_value))
+                                  enveloped=int(np.count_nonzero(mode)), entries=len(self._e_value),
+                                  label_rows=int(np.count_nonzero(mode == 2)))
         log.info("compiled %d images: %d always right, %d always wrong, %d contested with %d threats in %d rows "
                  "(%d images with an envelope row) (%.2f s)", self.n_images, right, wrong, self.stats.contested,
                  self.stats.threats, self.stats.rows, self.stats.enveloped, self.stats.seconds)
@@ -379,10 +384,10 @@ def _score_blocks(blocks: list, BT: np.ndarray, tol: np.ndarray, exact: tuple) -
 
     Per block: a float32 product, then (numba, :func:`_sift`) per pair the smallest margin over the strong
     threats' rows and, for an image whose other threats share an envelope row, the smaller of that and the
-    envelope: the pair is right when the latter exceeds ``tol`` (and, where single-model threats were left
-    to the label's row, when the label's sum exceeds the largest of them by ``tol``), wrong when a strong
-    threat's margin is below ``-tol``, else checked exactly (:func:`_exact_right`). Returns ``(P,)`` right
-    counts.
+    envelope: the pair is right when the latter exceeds ``tol`` (and, where threats listed by one or two
+    models were left to the label's row, when the label's sum exceeds the largest of their sums by ``tol``),
+    wrong when a strong threat's margin is below ``-tol``, else checked exactly (:func:`_exact_right`).
+    Returns ``(P,)`` right counts.
     """
     Bf, idx, size, image, lone_max, plabel, single, multi, t_ptr, e_ptr, e_model, e_value, kernels = exact
     sift, check = kernels["sift"], kernels["exact"]
@@ -415,31 +420,35 @@ def _sift(g: np.ndarray, t: int, k: int, mode: int, tol: np.ndarray, right: np.n
     P = g.shape[1]
     strong = t - mode
     n = 0
-    for i in range(k):
-        undecided = False
+    smallest = np.empty(P, dtype=g.dtype)  # over the strong threats' margins
+    bound = np.empty(P, dtype=np.float64)  # over every bound
+    for i in range(k):  # simple loops over the ensembles, which the compiler vectorises
         for e in range(P):
-            s = g[i, e]
-            for j in range(1, strong):
-                s = min(s, g[j * k + i, e])
-            bound = s
-            if mode > 0:
-                bound = min(s, g[strong * k + i, e])
-            if mode == 2:
-                bound = min(bound, g[(strong + 1) * k + i, e] - lone_max[i])
-            sure = bound > tol[e]
+            smallest[e] = g[i, e]
+        for j in range(1, strong):
+            row = j * k + i
+            for e in range(P):
+                smallest[e] = min(smallest[e], g[row, e])
+        if mode > 0:
+            row = strong * k + i
+            for e in range(P):
+                bound[e] = min(smallest[e], g[row, e])
+        else:
+            for e in range(P):
+                bound[e] = smallest[e]
+        if mode == 2:
+            row = (strong + 1) * k + i
+            lone = lone_max[i]
+            for e in range(P):
+                bound[e] = min(bound[e], g[row, e] - lone)
+        undecided = 0
+        for e in range(P):
+            sure = bound[e] > tol[e]
             right[e] += sure
-            undecided |= (not sure) and s >= -tol[e]
+            undecided += (not sure) & (smallest[e] >= -tol[e])
         if undecided:
             for e in range(P):
-                s = g[i, e]
-                for j in range(1, strong):
-                    s = min(s, g[j * k + i, e])
-                bound = s
-                if mode > 0:
-                    bound = min(s, g[strong * k + i, e])
-                if mode == 2:
-                    bound = min(bound, g[(strong + 1) * k + i, e] - lone_max[i])
-                if not bound > tol[e] and s >= -tol[e]:
+                if not bound[e] > tol[e] and smallest[e] >= -tol[e]:
                     images[n] = image[i]
                     members[n] = e
                     n += 1
@@ -534,16 +543,19 @@ def _compile_images(ids: np.ndarray, probs: np.ndarray, labels: np.ndarray, reps
     ``ids`` and ``probs`` are ``(models, images, k)``; ``classes`` the number of classes (a class no model
     lists for an image scores 0 for every ensemble, so the label must score more). Writes, per image, its
     status (0 right for every ensemble, 1 wrong for every ensemble, 2 contested) and, per contested image:
-    its number of threats and of dense rows, the rows ((rows, models) float32 margins: the strongest
-    threats, then the envelope of the others when they do not all fit; ``modes`` 1), or when at least 4 of
-    the others are listed by one model only (``modes`` 2), the envelope of the rest of them and the label's
-    probabilities as a last row, the largest of those single-model threats' probabilities in ``lone_max``),
-    the label's probabilities
-    (models,) float64, the threats listed by one model only as one (models,) float64 row (each its
-    probability there: after the pruning a model has at most one), then the other threats' nonzero
-    probabilities (number of threats, entries per threat, their models and values), strongest threat
-    first, with their envelope (models,) float64 (per model, the largest of them). A threat with no nonzero
-    probability scores 0: the exact check's ``label > 0`` covers it.
+
+    * its number of threats and of dense rows, and the rows (float32, ``models`` wide): the margins of its
+      strongest threats (all of them when at most ``reps + 1``; ``modes`` 0), else of the ``reps`` strongest
+      and the envelope of the others (``modes`` 1), or, when at least 4 of the others are listed by one or
+      two models only, the envelope of the rest of them and the label's probabilities (``modes`` 2; the
+      largest sum of those few-model threats in ``lone_max``);
+    * the label's probabilities, (models,) float64;
+    * the threats listed by one model only as one (models,) float64 row (each its probability there:
+      after the pruning a model has at most one);
+    * the other threats' nonzero probabilities (number of threats, entries per threat, their models and
+      values), strongest threat first, and their envelope, (models,) float64 (per model, the largest).
+
+    A threat with no nonzero probability scores 0: the exact check's ``label > 0`` covers it.
     Returns how many contested images, rows, other threats and entries it wrote.
     """
     M, n, k = ids.shape
@@ -683,26 +695,27 @@ def _compile_images(ids: np.ndarray, probs: np.ndarray, labels: np.ndarray, reps
             r += 1
         mode = 0
         if not full:
-            # threats listed by one model only: their best is at most the largest of them, whatever the members
+            # threats listed by one or two models only: whatever the members, each scores at most its sum over
+            # all the models, and the largest such sum is a tighter bound for them than an envelope row
             lone = 0
             smax = 0.0
             for a in range(strong, T):
                 j = kept[by_strength[a]]
                 count = 0
-                last = 0
+                most = 0.0  # its largest score: the sum of its positive probabilities
                 for m in range(M):
                     if W[j, m] != 0.0:
                         count += 1
-                        last = m
+                        most += max(W[j, m], 0.0)
                 nnz[a] = count
-                if count == 1:
+                if count <= 2:
                     lone += 1
-                    smax = max(smax, W[j, last])
+                    smax = max(smax, most)
             mode = 2 if lone >= 4 else 1
             for m in range(M):
                 top = 0.0
                 for a in range(strong, T):
-                    if mode == 2 and nnz[a] == 1:
+                    if mode == 2 and nnz[a] <= 2:
                         continue
                     top = max(top, W[kept[by_strength[a]], m])
                 rows[r, m] = plabel[m] - top
