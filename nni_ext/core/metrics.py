@@ -52,12 +52,25 @@ VOCABULARY: dict[str, Metric] = {m.key: m for m in (
     Metric("latency_sum", "ms", "minimize", "latency of an ensemble whose members run one after another"),
     Metric("reg_loss", "loss", "minimize", "the regulariser R of a MOOD-NAS search"),
     Metric("criterion_loss", "loss", "minimize", "the cross-entropy of a MOOD-NAS search"),
+    Metric("activations", "count", "minimize", "sum of output-tensor elements at batch 1 over Conv2d, Linear, "
+           "BatchNorm2d, pooling and Flatten layers (CNAS's definition)"),
+    Metric("peak_activation_bytes", "bytes", "minimize", "largest input+output working set of any one layer at "
+           "batch 1 (what bounds SRAM on a microcontroller)"),
+    Metric("tiny_ml", "score", "minimize", "CNAS's tiny-device figure of merit: weighted params, MACs and "
+           "activations with penalties above their limits"),
+    Metric("avg_macs", "MACs", "minimize", "expected MACs of an early-exit network: sum over exits of the share "
+           "of images leaving there times the backbone and exit-head MACs up to it"),
+    Metric("robustness", "fraction", "minimize", "mean |acc(w) - acc(w + sigma w z)| over draws of multiplicative "
+           "Gaussian weight noise (FlatNAS)"),
+    Metric("top1_robust", "score", "minimize", "FlatNAS's alpha*err + alpha_norm*(1-alpha)*robustness, derived by "
+           "the tuner over its archive"),
 )}
 
 _ALIASES: dict[str, str] = {alias: m.key for m in VOCABULARY.values() for alias in m.aliases}
 
 #: keys that are cost objectives (minimised) whenever every finished trial reports them
-COST_KEYS: tuple[str, ...] = ("flops", "params", "latency_ms", "latency_max", "latency_sum")
+COST_KEYS: tuple[str, ...] = ("flops", "params", "latency_ms", "latency_max", "latency_sum", "activations",
+                               "peak_activation_bytes", "avg_macs")
 
 
 def canonical(key: str) -> str:
