@@ -142,10 +142,23 @@ def _wait_for_rest(exp: Experiment, timeout: float = 60) -> None:
 
 def create(config: str | os.PathLike, *, port: int | None = None) -> Experiment:
     """``nnictl create --config CONFIG --port PORT``; returns the experiment once its REST API answers."""
-    port = port or free_port()
-    proc = nnictl("create", "--config", str(config), "--port", str(port))
-    text = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout + proc.stderr)
-    match = re.search(r"Experiment ID: (\w+)", text)
+    chosen = port
+    for attempt in range(3):
+        port = chosen or free_port()
+        proc = nnictl("create", "--config", str(config), "--port", str(port))
+        text = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout + proc.stderr)
+        match = re.search(r"Experiment ID: (\w+)", text)
+        if proc.returncode == 0 and match:
+            break
+        # nnictl gives NNI's web server about 3 s to answer (nni.experiment.launcher._check_rest_server); on a
+        # loaded machine it can take longer (ConnectionError), and another process can take the free port
+        # between our check and nnictl's start (nnictl then cannot decode that server's answer): try again
+        # on another port, once the half-started experiment is stopped
+        transient = "JSONDecodeError" in text or "ConnectionError" in text
+        if chosen or not transient or attempt == 2:
+            break
+        if match:
+            nnictl("stop", match.group(1))
     if proc.returncode != 0 or not match:
         lines = [ln for ln in text.splitlines() if "pkg_resources" not in ln and ln.strip()]
         raise NniExtError(f"nnictl create --config {config} failed: {' / '.join(lines[-2:]) or 'no output'}")

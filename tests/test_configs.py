@@ -111,3 +111,30 @@ def _check_distributed(path: Path, config: dict, service: dict) -> None:
         if service.get("trialGpuNumber"):
             assert service["trialGpuNumber"] == 1, f"{where}: one GPU per trial"
             assert config["trialConcurrency"] <= capacity, f"{where}: more concurrent trials than GPUs"
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_the_web_ui_ranks_trials_the_way_the_tuner_optimises(path: Path) -> None:
+    """NNI's web UI reads ``optimize_mode`` from the tuner's classArgs (maximize when absent) to rank trials by
+    ``default``; a config that minimises ``default`` must say so, and the tuner accepts it."""
+    tuner = _raw(path).get("tuner") or {}
+    args = tuner.get("classArgs") or {}
+    objectives = args.get("objectives") or {}
+    sense = objectives.get("default") if isinstance(objectives, dict) else None
+    if sense == "minimize":
+        assert args.get("optimize_mode") == "minimize", f"{path.name}: add optimize_mode: minimize to classArgs"
+    if "optimize_mode" in args and sense is not None:
+        assert args["optimize_mode"] == sense, path.name
+
+
+def test_optimize_mode_is_accepted_by_every_tuner_and_checked_against_the_objectives() -> None:
+    from nni_ext.tuners import NSGA2Tuner, RegularizationSweep
+
+    assert NSGA2Tuner(objectives={"default": "minimize", "f2": "minimize"}, seed=0,
+                      optimize_mode="minimize").optimize_mode == "minimize"
+    assert NSGA2Tuner(objectives={"default": "maximize", "flops": "minimize"}, seed=0).optimize_mode == "maximize"
+    with pytest.raises(ValueError, match="optimize_mode='maximize' contradicts objectives \\(default: minimize\\)"):
+        NSGA2Tuner(objectives={"default": "minimize", "f2": "minimize"}, seed=0, optimize_mode="maximize")
+    with pytest.raises(ValueError, match="optimize_mode='max'; use one of 'maximize', 'minimize'"):
+        NSGA2Tuner(objectives={"default": "maximize", "flops": "minimize"}, seed=0, optimize_mode="max")
+    assert RegularizationSweep(optimize_mode="minimize").optimize_mode == "minimize"  # default is no objective there

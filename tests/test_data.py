@@ -130,3 +130,65 @@ def test_subset_holdout_splits_train_without_overlap(tmp_path: Path, digits_root
     assert not any(Path(f).is_symlink() for f in held.files)
     proc = run_cli("data", "subset", str(digits_root), str(tmp_path / "x"), "--per-class", "1000", "--holdout")
     assert proc.returncode == 2 and "--holdout needs more than --per-class 1000" in proc.stderr
+
+
+def _train_ops(loader) -> list[str]:  # noqa: ANN001
+    return [type(op).__name__ for op in loader.dataset.transform.transforms]
+
+
+def test_digits_declare_no_flips_and_no_validation_zoom(digits_root: Path, tmp_path: Path) -> None:
+    from nni_ext.data.transforms import dataset_defaults
+
+    assert dataset_defaults(digits_root) == {"dataset": "sklearn-digits", "hflip": False, "resize_ratio": 1.0}
+    kw = dict(batch_size=16, backend="torchvision", device="cpu", num_workers=0)
+    train = build_loader(digits_root, "train", preprocessing=Preprocessing.for_crop(32, min_area=0.8), **kw)
+    assert _train_ops(train)[:1] == ["RandomResizedCrop"] and "RandomHorizontalFlip" not in _train_ops(train)
+    val = build_loader(digits_root, "val", preprocessing=Preprocessing.for_crop(32), **kw)
+    assert val.dataset.transform.transforms[0].size == 32  # the whole 32 px image, not a 37 px zoom
+    # a val batch is exactly the stored images, normalised
+    x, _ = next(iter(val))
+    rgb = torch.from_numpy(np.array(Image.open(index_split(digits_root, "val").files[0]).convert("RGB")))
+    expected = (rgb.permute(2, 0, 1).float() / 255 - torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)) \
+        / torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+    assert torch.allclose(x[0], expected, atol=1e-4)
+    # explicit settings win over the dataset's
+    flipped = build_loader(digits_root, "train", preprocessing=Preprocessing.for_crop(32, hflip=True), **kw)
+    assert "RandomHorizontalFlip" in _train_ops(flipped)
+    # a folder without dataset.json keeps the ImageNet recipe: flips, 256/224 validation resize
+    shutil.copytree(digits_root / "val", tmp_path / "plain" / "val")
+    plain = build_loader(tmp_path / "plain", "val", train=True, preprocessing=Preprocessing.for_crop(32), **kw)
+    assert "RandomHorizontalFlip" in _train_ops(plain)
+    plain_val = build_loader(tmp_path / "plain", "val", preprocessing=Preprocessing.for_crop(32), **kw)
+    assert plain_val.dataset.transform.transforms[0].size == 37
+    (tmp_path / "plain" / "dataset.json").write_text('{"hflip": "no"}')
+    with pytest.raises(DataError, match=f"{tmp_path / 'plain' / 'dataset.json'} must be a JSON object"):
+        build_loader(tmp_path / "plain", "val", **kw)
+
+
+@pytest.mark.slow
+def test_a_small_cnn_learns_the_digits_from_the_training_loader(digits_root: Path) -> None:
+    """The digits' training preprocessing keeps them learnable: a 2-conv CNN reaches 96 % in 3 epochs (about 10 s).
+
+    With the ImageNet recipe (flips, crops down to 8 % of the area, 256/224 validation zoom) the same CNN
+    reached 79 % (measured 2026-12-01).
+    """
+    nn = torch.nn
+    torch.manual_seed(0)
+    prep = Preprocessing.for_crop(32, min_area=0.8)
+    kw = dict(backend="torchvision", device="cpu", num_workers=0, preprocessing=prep)
+    train = build_loader(digits_root, "train", batch_size=64, **kw)
+    val = build_loader(digits_root, "val", batch_size=200, **kw)
+    net = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+                        nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.AdaptiveAvgPool2d(4),
+                        nn.Flatten(), nn.Linear(512, 10))
+    opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+    for _ in range(3):
+        for x, y in train:
+            loss = nn.functional.cross_entropy(net(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    net.eval()
+    with torch.no_grad():
+        correct = sum(int((net(x).argmax(1) == y).sum()) for x, y in val)
+    assert correct / len(index_split(digits_root, "val")) > 0.9

@@ -165,14 +165,15 @@ def test_default_tuner_on_the_imagenet_space_keeps_its_first_generation_under_33
     assert max(tuner.cost_table.cost(p).flops for p in first) <= 330e6
     minimum = min_flops("spos")
     with pytest.raises(ValueError, match=f"space 'spos' at 224px \\({minimum} flops\\); .* at least {minimum}$"):
-        EvolutionWithFlops(flops_limit=minimum - 1)
+        EvolutionWithFlops(flops_limit=minimum - 1).update_search_space(
+            json.loads((REPO / "search_spaces" / "spos.json").read_text()))
 
 
 def test_bad_arguments_raise_value_errors_naming_the_fix() -> None:
     minimum = min_flops("spos-digits")
     with pytest.raises(ValueError, match=f"below the cheapest.*'spos-digits'.*{minimum}.*at least {minimum}$"):
-        EvolutionWithFlops(**SMALL, flops_limit=minimum - 1)
-    EvolutionWithFlops(**SMALL, flops_limit=minimum)  # exactly the minimum is allowed
+        make(flops_limit=minimum - 1)  # checked when the search space arrives (the constructor stays light)
+    make(flops_limit=minimum)  # exactly the minimum is allowed
     with pytest.raises(ValueError, match="selection='best'"):
         EvolutionWithFlops(**SMALL, selection="best")
     with pytest.raises(ValueError, match="num_mutation \\+ num_crossover = 50 must be <= population_size=12"):

@@ -5,6 +5,7 @@ recipe, sampling, checkpoint and resume code paths are those of the full space.
 """
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from nni_ext.experiment import free_port
 from nni_ext.spaces import create_space
 from nni_ext.spaces.spos_supernet import ShuffleNetV2Supernet
 from nni_ext.trainers.checkpoint import load_supernet, read_checkpoint
+from nni_ext.trainers.evaluation import evaluate, recalibrate_batchnorm
 from nni_ext.trainers.retrain import load_fixed, read_fixed_arc, retrain
 from nni_ext.trainers.sampling import SPOS_FLOPS_BINS, FlopsUniformSampler
 from nni_ext.trainers.supernet import SamplingConfig, build_sampler, is_official_space, train_supernet
@@ -60,7 +62,9 @@ def test_unsampled_blocks_get_no_update(ddp: bool, monkeypatch: pytest.MonkeyPat
                                MASTER_PORT=str(port)).items():
             monkeypatch.setenv(key, value)
     torch.manual_seed(0)
-    model = ShuffleNetV2Supernet(small_space(), affine=True)  # affine: BN weights must stay put too
+    # affine: BN weights must stay put too; random init: with the identity one, BN scales followed by another
+    # BN on the same channel are scale-invariant at step 0, so a few on the path get a zero gradient
+    model = ShuffleNetV2Supernet(small_space(), affine=True, init="default")
     x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
     with distributed("cpu") as (dist, device):
         assert dist.enabled == ddp
@@ -191,3 +195,43 @@ def test_flops_uniform_sampler_defaults() -> None:
     assert all(4.5e5 <= fixed.flops(fixed.sample()) <= 5e5 for _ in range(20))
     with pytest.raises(NniExtError, match="sampling"):
         build_sampler(create_space("spos-digits"), 32, SamplingConfig(kind="greedy"))
+
+
+def test_identity_init_starts_every_candidate_of_a_layer_as_the_same_function() -> None:
+    space = create_space("spos-digits")
+    assert space.config["supernet_init"] == "identity"
+    assert "supernet_init" not in create_space("spos").config  # the ImageNet space keeps the official init
+    torch.manual_seed(0)
+    net = ShuffleNetV2Supernet(space).train()
+    for layer in (0, 1, 16, 19):  # strided and not, 8 to 128 channels, 16 px down to 1 px
+        cin, _, stride = space.layer_specs[layer]
+        x = torch.randn(32, cin, 4 if layer < 16 else 2, 4 if layer < 16 else 2)
+        outs = [block(x) for block in net.choice_blocks[layer]]
+        assert all(torch.allclose(o, outs[0], atol=1e-5) for o in outs[1:3]), layer  # shufflenet 3x3 = 5x5 = 7x7
+        corr = torch.corrcoef(torch.stack([outs[3].flatten(), outs[0].flatten()]))[0, 1]
+        assert corr > 0.8, (layer, float(corr))  # xception: the same per-channel monotone map, nearly
+    default = ShuffleNetV2Supernet(space, init="default")
+    assert default.init == "default" and not torch.allclose(default.choice_blocks[1][0].branch_main[0].weight,
+                                                             net.choice_blocks[1][0].branch_main[0].weight)
+    with pytest.raises(ValueError, match="supernet_init='zeros'; choose one of default, identity"):
+        create_space("spos-digits", supernet_init="zeros")
+
+
+def test_supernet_validation_estimates_each_paths_statistics_on_the_whole_split() -> None:
+    """Validation batches come class by class: per-batch BN statistics would normalise the class away."""
+    torch.manual_seed(0)
+    model = ShuffleNetV2Supernet(small_space())
+    trainer = Trainer(model, Recipe(lr=0.1), total_steps=10, device=CPU)
+    x, y = torch.randn(48, 3, 32, 32), torch.arange(10).repeat_interleave(5)[:48]
+    for _ in range(3):
+        trainer.train_step(x, y, [0, 1])
+    loader = [(x[i:i + 8], y[i:i + 8]) for i in range(0, 48, 8)]  # sorted by class, as an ImageFolder val split
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    before = [(m.running_mean.clone(), m.momentum) for m in bns]
+    got = trainer.evaluate(loader, [[0, 1]], batch_stats=True)
+    assert all(torch.equal(m.running_mean, mean) and m.momentum == momentum for m, (mean, momentum) in zip(bns, before))
+    assert model.training
+    # the same as recalibrating the path's BN on all the images at once, then evaluating
+    ref = copy.deepcopy(model).eval()
+    recalibrate_batchnorm(lambda t: ref(t, [0, 1]), [ref], loader, len(loader))
+    assert got["top1"] == pytest.approx(evaluate(lambda t: ref(t, [0, 1]), loader)["top1"])

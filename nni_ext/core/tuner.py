@@ -124,6 +124,23 @@ def accepted_class_args(cls: type) -> set[str]:
     return names
 
 
+def _check_optimize_mode(tuner: Any, mode: Any) -> str:
+    """The ``optimize_mode`` classArg, which NNI's web UI reads to rank trials by ``default``.
+
+    Every nni_ext tuner accepts it; it must agree with the sense of the ``default`` objective (when
+    ``default`` is one), and is that sense when left out.
+    """
+    archive = getattr(tuner, "archive", None)
+    sense = archive.objectives.describe().get("default") if archive is not None else None
+    if mode is None:
+        return sense or "maximize"
+    check_choice("optimize_mode", mode, ("maximize", "minimize"))
+    if sense is not None and mode != sense:
+        raise ValueError(f"optimize_mode={mode!r} contradicts objectives (default: {sense}); set "
+                         f"optimize_mode: {sense} (NNI's web UI ranks trials by it) or change the objective")
+    return str(mode)
+
+
 def _checked_init(init: Callable[..., None]) -> Callable[..., None]:
     """Wrap a tuner's ``__init__``: unknown or missing classArgs are a ``ValueError`` naming them (not a TypeError)."""
 
@@ -132,6 +149,7 @@ def _checked_init(init: Callable[..., None]) -> Callable[..., None]:
         if not self.__dict__.get("_class_args_checked"):
             self.__dict__["_class_args_checked"] = True
             accepted = accepted_class_args(type(self))
+            mode = kwargs.pop("optimize_mode", None) if "optimize_mode" not in accepted else None
             unknown = sorted(set(kwargs) - accepted)
             if unknown:
                 raise ValueError(f"{type(self).__name__} has no classArg {', '.join(map(repr, unknown))}; its "
@@ -140,7 +158,10 @@ def _checked_init(init: Callable[..., None]) -> Callable[..., None]:
                 inspect.signature(inspect.unwrap(init)).bind(self, *args, **kwargs)
             except TypeError as exc:
                 raise ValueError(f"{type(self).__name__}: {exc}; see its classArgs: "
-                                 f"{', '.join(sorted(accepted))}") from None
+                                 f"{', '.join(sorted(accepted | {'optimize_mode'}))}") from None
+            init(self, *args, **kwargs)
+            self.optimize_mode = _check_optimize_mode(self, mode)
+            return
         init(self, *args, **kwargs)
 
     checked._checks_class_args = True  # type: ignore[attr-defined]

@@ -64,9 +64,9 @@ class DaliLoader:
                                        output_type=types.BGR if prep.spos else types.RGB)
             if train:
                 images = fn.random_resized_crop(images, size=prep.crop_size, random_area=[prep.min_area, 1.0])
-                mirror = fn.random.coin_flip(probability=0.5)
+                mirror = fn.random.coin_flip(probability=0.5) if prep.flips else 0
             else:
-                images = fn.resize(images, resize_shorter=prep.resize_size)
+                images = fn.resize(images, resize_shorter=prep.resize)
                 mirror = 0
             images = fn.crop_mirror_normalize(images, dtype=types.FLOAT, output_layout="CHW",
                                               crop=(prep.crop_size, prep.crop_size), mean=list(prep.mean255),

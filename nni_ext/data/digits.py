@@ -2,6 +2,9 @@
 
 Nothing is downloaded: the 1,797 images ship inside scikit-learn. They are upscaled (bilinear)
 to ``size`` pixels, turned to RGB and split per class into train and val, deterministically.
+``dataset.json`` at the root tells the loaders never to mirror a digit (``"hflip": false``: a
+mirrored 2, 3, 4, 5, 6, 7 or 9 is another shape, so flips teach noise) and to validate on the whole
+image (``"resize_ratio": 1.0``: no ImageNet-style 256/224 zoom of images that already have the crop size).
 """
 from __future__ import annotations
 
@@ -11,11 +14,15 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from .transforms import write_dataset_defaults
+
+#: what ``dataset.json`` of the digits says (see :func:`nni_ext.data.transforms.dataset_defaults`)
+DIGITS_DEFAULTS = {"dataset": "sklearn-digits", "hflip": False, "resize_ratio": 1.0}
 
 
 def write_digits(out_dir: str | os.PathLike, *, size: int = 32, val_fraction: float = 0.2, seed: int = 0,
                  quality: int = 95) -> dict[str, int]:
-    """Write ``out_dir/{train,val}/digit_<k>/<n>.JPEG``; returns the number of images per split.
+    """Write ``out_dir/{train,val}/digit_<k>/<n>.JPEG`` and ``out_dir/dataset.json``; returns the images per split.
 
     Example:
         >>> counts = write_digits("/tmp/digits")  # doctest: +SKIP
@@ -48,4 +55,5 @@ def write_digits(out_dir: str | os.PathLike, *, size: int = 32, val_fraction: fl
                 img = Image.fromarray(images[i], mode="L").resize((size, size), Image.BILINEAR).convert("RGB")
                 img.save(folder / f"{i:04d}.JPEG", quality=quality)
             counts[split] += len(members)
+    write_dataset_defaults(out, **DIGITS_DEFAULTS)
     return counts

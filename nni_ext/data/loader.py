@@ -40,7 +40,10 @@ def build_loader(root: str | os.PathLike, split: str = "train", *, batch_size: i
         backend: ``"dali"``, ``"torchvision"`` or ``"auto"`` (DALI when installed).
         device: where batches are produced; ``"auto"`` is CUDA when available. DALI decodes on
             the GPU (``mixed``) for CUDA and runs its CPU pipeline otherwise.
-        preprocessing: crop/resize sizes and the SPOS (BGR, 0..255) option; defaults to 224/256.
+        preprocessing: crop/resize sizes and the SPOS (BGR, 0..255) option; defaults to 224/256. Its
+            ``hflip=None`` and ``resize_size=None`` take the dataset's own settings from
+            ``root/dataset.json`` (:func:`~nni_ext.data.transforms.dataset_defaults`; the embedded digits
+            say no flips, as a mirrored digit is another class or none, and no validation zoom).
         rank, world_size: data-parallel shard of this process.
         drop_last: drop the last partial batch; defaults to ``train``.
         max_per_class: read only the first N files of each class (a fixed, class-balanced subset).
@@ -67,8 +70,9 @@ def build_loader(root: str | os.PathLike, split: str = "train", *, batch_size: i
         raise DataError("backend 'dali' needs NVIDIA DALI: pip install 'nni-ext[dali]' (or use --backend torchvision)")
     if backend not in ("dali", "torchvision"):
         raise ValueError(f"backend={backend!r}; choose 'auto', 'dali' or 'torchvision'")
+    preprocessing = (preprocessing or Preprocessing()).for_dataset(root)
     common = dict(train=train, batch_size=batch_size, num_workers=num_workers, rank=rank, world_size=world_size,
                   seed=seed, drop_last=drop_last, device=dev)
     if backend == "dali":
-        return DaliLoader(index, preprocessing or Preprocessing(), verify_headers=verify_headers, **common)
-    return TorchvisionLoader(index, preprocessing or Preprocessing(), **common)
+        return DaliLoader(index, preprocessing, verify_headers=verify_headers, **common)
+    return TorchvisionLoader(index, preprocessing, **common)

@@ -14,8 +14,9 @@ from .transforms import Preprocessing
 
 def build_transform(prep: Preprocessing, train: bool) -> Callable[[Any], torch.Tensor]:
     """PIL image -> float CHW tensor, matching the DALI pipeline of the same settings."""
-    ops: list[Any] = ([T.RandomResizedCrop(prep.crop_size, scale=(prep.min_area, 1.0)), T.RandomHorizontalFlip()]
-                      if train else [T.Resize(prep.resize_size), T.CenterCrop(prep.crop_size)])
+    ops: list[Any] = ([T.RandomResizedCrop(prep.crop_size, scale=(prep.min_area, 1.0)),
+                       *([T.RandomHorizontalFlip()] if prep.flips else [])]
+                      if train else [T.Resize(prep.resize), T.CenterCrop(prep.crop_size)])
     ops.append(T.PILToTensor())
     mean = torch.tensor(prep.mean255).view(3, 1, 1)
     std = torch.tensor(prep.std255).view(3, 1, 1)

@@ -21,6 +21,8 @@ from .registry import register_space
 
 #: block names, in the candidate order of every ``layer_k`` label
 SPOS_CANDIDATES: list[str] = ["shufflenet_3x3", "shufflenet_5x5", "shufflenet_7x7", "xception_3x3"]
+#: how a supernet of the space initialises its candidate blocks (see :mod:`nni_ext.spaces.spos_supernet`)
+SUPERNET_INITS: tuple[str, ...] = ("default", "identity")
 #: the architecture released by the SPOS authors (indices into :data:`SPOS_CANDIDATES`)
 SPOS_OFFICIAL_INDICES: tuple[int, ...] = (2, 1, 0, 1, 2, 0, 2, 0, 2, 0, 2, 3, 0, 0, 0, 0, 3, 2, 3, 3)
 
@@ -110,6 +112,10 @@ class ShuffleNetV2OneShot(nn.Module):
 class SposShuffleNetV2Space(SearchSpace):
     """The SPOS ShuffleNetV2 block-search space: labels ``layer_1`` … ``layer_20``, 4 candidates each.
 
+    ``supernet_init`` only concerns the one-shot supernet (:class:`~nni_ext.spaces.spos_supernet.ShuffleNetV2Supernet`):
+    ``"default"`` (PyTorch's initialisation, the official recipe) or ``"identity"`` (every candidate of a
+    layer starts as the same near-identity function, so a short supernet training learns; see there).
+
     Example:
         >>> space = SposShuffleNetV2Space(num_classes=10)
         >>> arch = space.official_architecture()
@@ -123,16 +129,19 @@ class SposShuffleNetV2Space(SearchSpace):
     def __init__(self, *, num_classes: int = 1000, stage_repeats: Sequence[int] = (4, 4, 8, 4),
                  stage_channels: Sequence[int] = (64, 160, 320, 640), stem_channels: int = 16,
                  last_channels: int = 1024, dropout: float = 0.1, affine: bool = True,
-                 input_size: int = 224, stem_stride: int = 2) -> None:
+                 input_size: int = 224, stem_stride: int = 2, supernet_init: str = "default") -> None:
         if len(stage_repeats) != len(stage_channels):
             raise ValueError(f"stage_repeats {list(stage_repeats)} and stage_channels {list(stage_channels)} "
                              "must have the same length")
         if any(c % 4 for c in (stem_channels, *stage_channels)):
             raise ValueError("stem_channels and stage_channels must be multiples of 4 (channel split)")
+        if supernet_init not in SUPERNET_INITS:
+            raise ValueError(f"supernet_init={supernet_init!r}; choose one of {', '.join(SUPERNET_INITS)}")
         super().__init__(num_classes=num_classes, stage_repeats=list(stage_repeats),
                          stage_channels=list(stage_channels), stem_channels=stem_channels,
                          last_channels=last_channels, dropout=dropout, affine=affine, input_size=input_size,
-                         **({"stem_stride": stem_stride} if stem_stride != 2 else {}))
+                         **({"stem_stride": stem_stride} if stem_stride != 2 else {}),
+                         **({"supernet_init": supernet_init} if supernet_init != "default" else {}))
         self.default_input_size = input_size  # type: ignore[misc]
         widths = [stem_channels, *stage_channels]
         if any(b <= a for a, b in zip(widths, widths[1:])):
@@ -201,8 +210,12 @@ class SposShuffleNetV2Space(SearchSpace):
 
 @register_space("spos-digits")
 def spos_digits_space(**overrides: Any) -> SposShuffleNetV2Space:
-    """A narrow SPOS space for 32-pixel, 10-class data (the embedded digits): same 20 labels and blocks."""
+    """A narrow SPOS space for 32-pixel, 10-class data (the embedded digits): same 20 labels and blocks.
+
+    Its supernet starts from the ``identity`` initialisation: with PyTorch's default one, a supernet of
+    this space stays at chance for hundreds of steps (see :mod:`nni_ext.spaces.spos_supernet`).
+    """
     config: dict[str, Any] = dict(num_classes=10, stem_channels=8, stage_channels=(16, 32, 64, 128),
-                                  last_channels=256, input_size=32)
+                                  last_channels=256, input_size=32, supernet_init="identity")
     config.update(overrides)
     return SposShuffleNetV2Space(**config)

@@ -23,13 +23,17 @@ What is checked, for every tuner:
   proposes nothing already evaluated;
 * bad classArgs (wrong type, out of range, a YAML string where a number belongs, unknown keys) raise
   ``ValueError`` naming the argument, never a ``TypeError`` from deep inside;
-* the tuner pickles, and the copy proposes what the original would.
+* the tuner pickles, and the copy proposes what the original would;
+* its constructor does not import torch: NNI gives the dispatcher 10 s to connect, and importing torch on
+  a loaded machine takes most of that (build spaces and cost models when the search space arrives).
 """
 from __future__ import annotations
 
 import json
 import math
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -110,6 +114,18 @@ class TunerContract:
         assert getattr(tuners, cls.__name__) is cls, f"{name}: export {cls.__name__} from nni_ext.tuners"
         assert cls.__name__ in tuners.__all__, f"{name}: list {cls.__name__} in nni_ext.tuners.__all__"
         assert cls.registered_name == name
+
+    def test_constructor_leaves_torch_unimported(self, name: str, tmp_path: Path) -> None:
+        case = self.case(name, tmp_path)
+        args = {**case.class_args, **({"seed": 1} if case.seeded else {})}
+        code = ("import json, sys; import nni_ext.tuners; from nni_ext.core.tuner import registered_tuners; "
+                f"registered_tuners()[{name!r}](**json.loads(sys.argv[1])); print('torch' in sys.modules)")
+        out = subprocess.run([sys.executable, "-c", code, json.dumps(args)], capture_output=True, text=True,
+                             timeout=120)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert out.stdout.strip() == "False", (
+            f"{name}'s constructor imports torch (slow enough for NNI's 10 s dispatcher limit on a loaded "
+            "machine): build spaces and cost models in _on_search_space")
 
     def test_proposals_stay_inside_the_search_space(self, name: str, tmp_path: Path) -> None:
         case = self.case(name, tmp_path)

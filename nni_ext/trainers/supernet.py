@@ -79,9 +79,11 @@ def train_supernet(space: SposShuffleNetV2Space, cfg: RunConfig, recipe: Recipe 
     The checkpoint (kind ``spos_supernet``) also holds ``affine``, ``sampling`` and ``eval_paths``.
     Without ``recipe.steps``/``epochs`` the length is the official 120,000 iterations at batch 1024,
     scaled to the batch size (same number of images). Validation top-1 is the mean over
-    ``eval_paths`` fixed paths drawn like the training paths, with BatchNorm using each batch's
-    statistics: a cheap progress signal, as the supernet's running statistics mix all paths (the
-    tester recalibrates them per path).
+    ``eval_paths`` fixed paths drawn like the training paths, with BatchNorm statistics of each path
+    estimated on the validation images (:meth:`Trainer.evaluate` ``batch_stats``): a cheap progress
+    signal, as the supernet's running statistics mix all paths (the tester recalibrates them per path
+    on training batches). The space's ``supernet_init`` chooses the initialisation (``spos-digits``:
+    ``identity``, without which its supernet stays at chance; ``spos``: PyTorch's default, official).
     """
     space = _check_space(space)
     recipe = recipe or Recipe()
@@ -95,7 +97,8 @@ def train_supernet(space: SposShuffleNetV2Space, cfg: RunConfig, recipe: Recipe 
     probe.rng = np.random.default_rng(recipe.seed + EVAL_PATH_SEED_OFFSET)
     fixed_paths = [probe.sample() for _ in range(eval_paths)]
     flops_range = [getattr(sampler, "low", None), getattr(sampler, "high", None)]
-    meta = {"affine": affine, "sampling": {**asdict(sampling), "flops_range": flops_range}, "eval_paths": fixed_paths}
+    meta = {"affine": affine, "sampling": {**asdict(sampling), "flops_range": flops_range}, "eval_paths": fixed_paths,
+            "init": space.config.get("supernet_init", "default")}
     steps = round(OFFICIAL_SUPERNET_STEPS * OFFICIAL_BATCH_SIZE / recipe.batch_size)
     return run_training(lambda: ShuffleNetV2Supernet(space, affine=affine), space=space, kind="spos_supernet",
                         recipe=recipe, cfg=cfg, default_steps=lambda per_epoch: steps,

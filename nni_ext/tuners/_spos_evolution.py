@@ -67,7 +67,6 @@ class SposEvolution(BaseTuner):
                  population_size: int = 50, topk: int = 10, mutation_prob: float = 0.1, num_crossover: int = 25,
                  num_mutation: int = 25, num_generations: int = 20, selection: str = "all", max_draws: int = 10000,
                  output_dir: str | None = None, seed: int | None = None) -> None:
-        from ..spaces import create_space
         for name, value, low in (("population_size", population_size, 1), ("topk", topk, 1),
                                  ("num_crossover", num_crossover, 0), ("num_mutation", num_mutation, 0),
                                  ("num_generations", num_generations, 1), ("max_draws", max_draws, 1)):
@@ -89,21 +88,35 @@ class SposEvolution(BaseTuner):
         self.limit, self.limit_name, self.selection, self.max_draws = float(limit), limit_name, selection, max_draws
         self.population_size, self.topk, self.mutation_prob = population_size, topk, float(mutation_prob)
         self.num_crossover, self.num_mutation, self.num_generations = num_crossover, num_mutation, num_generations
-        self.space_name, self.nas_space = space, create_space(space, **dict(space_args or {}))
-        self.input_size = int(input_size or self.nas_space.default_input_size)
-        self.labels, self._choices = self.nas_space.labels, list(self.nas_space.choices().values())
-        self._sizes = np.array([len(c) for c in self._choices])
-        self._fixed, self._per_label = self._decompose(self._setup_cost())
-        if self._per_label is not None:
-            minimum = self._fixed + sum(min(t.values()) for t in self._per_label)
-            if self.limit < minimum:
-                raise ValueError(f"{limit_name}={self.limit:.10g} is below the cheapest architecture of space "
-                                 f"{self.space_name!r} at {self.input_size}px ({minimum:.10g} {self.cost_metric}); "
-                                 f"raise {limit_name} to at least {minimum:.10g}")
+        self.space_name, self._space_args, self._input_size_arg = space, dict(space_args or {}), input_size
+        self._prepared = False
         self.queue: deque[Key] = deque()  # candidates of the last generation not handed out yet
         self.gens: list[_Generation] = []  # handed out so far; ``generation`` is the last one's index
         self.generation, self.next_write = -1, 0
         self.best: Record | None = None
+
+    def _prepare(self) -> None:
+        """Build the space and its cost model, and check the limit against the cheapest architecture.
+
+        Done when the search space arrives (or first needed), not in the constructor: building a space
+        imports torch, which can take longer than the 10 s NNI gives its dispatcher to connect.
+        """
+        if self._prepared:
+            return
+        from ..spaces import create_space
+
+        self.nas_space = create_space(self.space_name, **self._space_args)
+        self.input_size = int(self._input_size_arg or self.nas_space.default_input_size)
+        self.labels, self._choices = self.nas_space.labels, list(self.nas_space.choices().values())
+        self._sizes = np.array([len(c) for c in self._choices])
+        self._fixed, self._per_label = self._decompose(self._setup_cost())
+        self._prepared = True
+        if self._per_label is not None:
+            minimum = self._fixed + sum(min(t.values()) for t in self._per_label)
+            if self.limit < minimum:
+                raise ValueError(f"{self.limit_name}={self.limit:.10g} is below the cheapest architecture of space "
+                                 f"{self.space_name!r} at {self.input_size}px ({minimum:.10g} {self.cost_metric}); "
+                                 f"raise {self.limit_name} to at least {minimum:.10g}")
 
     @classmethod
     def contract_case(cls, workdir: Any) -> dict[str, Any]:
@@ -155,6 +168,7 @@ class SposEvolution(BaseTuner):
 
     def _on_search_space(self) -> None:
         assert self.space is not None
+        self._prepare()
         given = {p.name: list(p.args) if p.type == "choice" else None for p in self.space.parameters}
         if given != dict(zip(self.labels, self._choices)):
             raise ValueError(f"the experiment's search space does not match space {self.space_name!r}; "
@@ -234,6 +248,7 @@ class SposEvolution(BaseTuner):
                     self.generation, self.num_generations, len(children), self.n_ok)
 
     def _ask(self, parameter_id: int) -> dict[str, Any]:
+        self._prepare()
         if not self.queue:
             self._refill()
         key = self.queue.popleft()
@@ -242,9 +257,11 @@ class SposEvolution(BaseTuner):
         return self.nas_space.validate(self._params(key))
 
     def _known_metrics(self, params: Mapping[str, Any]) -> dict[str, float]:
+        self._prepare()
         return {self.cost_metric: self._cost(self._key(params))}
 
     def _tell(self, record: Record) -> None:
+        self._prepare()
         if not record.dispatched:  # imported, late or customized: tagged with the current generation
             self.archive.set_generation(record, self.generation if self.gens else None)
         if not record.ok:
@@ -261,6 +278,7 @@ class SposEvolution(BaseTuner):
 
     def _after_import(self, records: list[Record], fresh: bool) -> None:
         """Rebuild the generation counter on a fresh tuner (generation files first)."""
+        self._prepare()
         if not fresh or self.generation >= 0:  # imported into a running search: _tell tagged the current generation
             return
         known: dict[Key, int] = {}
