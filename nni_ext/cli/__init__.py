@@ -17,6 +17,7 @@ from . import (
     quickstart_cmd,
     register_cmd,
     report_cmd,
+    robustness_cmd,
     spos_cmd,
     ss_gen_cmd,
 )
@@ -32,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log details (and show tracebacks)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (ss_gen_cmd, cost_cmd, data_cmd, register_cmd, spos_cmd, report_cmd, ofa2_cmd, ofa3_cmd, ofa_cmd,
-                   pcdarts_cmd, quickstart_cmd):
+                   pcdarts_cmd, quickstart_cmd, robustness_cmd):
         module.add_parser(sub)
     return parser
 

@@ -20,6 +20,10 @@ experiment ends however it ends):
 * ``pareto.json`` / ``pareto.csv``: the current front (feasible first, constrained domination);
 * ``hypervolume.csv``: one row per finished trial (``evaluated, generation, succeeded, failed,
   front_size, hypervolume`` and the reference point as ``ref_<key>``).
+
+**Derived objectives** (:mod:`nni_ext.core.derived`): with ``top1_robust`` among the objectives, every
+successful result is rescored with the current ``alpha_norm`` whenever a result arrives (stored in
+``archive.json``), and the front is rebuilt from the rescored values.
 """
 from __future__ import annotations
 
@@ -37,6 +41,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from .constraints import Constraint, parse_constraints
+from .derived import DERIVED_KEYS, TOP1_ROBUST_INPUTS, top1_robust
 from .metrics import ARCH_KEY, canonical, decode_report, decode_values, is_number
 from .pareto import Objectives, default_reference_point, hypervolume, non_dominated
 
@@ -152,6 +157,9 @@ class Archive:
         self._hv_stale = True
         self.history: list[dict[str, Any]] = []  # one hypervolume row per finished record
         self._n_ok = 0  # successful records so far (the history's running count)
+        self.derived = [k for k in self.objectives.keys if k in DERIVED_KEYS]
+        #: FlatNAS's normaliser of ``top1_robust`` over the results so far (``None``: not derived / no result)
+        self.alpha_norm: float | None = None
 
     # ------------------------------------------------------------------ reference point
     def reference_from_mapping(self, reference_point: Mapping[str, float]) -> np.ndarray:
@@ -243,8 +251,14 @@ class Archive:
         values = decode_values(value) or {}
         record.metrics = metrics
         record.extra = {k: v for k, v in values.items() if k != ARCH_KEY and isinstance(v, str)}
+        if self.derived:
+            missing = [k for k in TOP1_ROBUST_INPUTS if not math.isfinite(metrics.get(k, math.nan))]
+            if missing:
+                return self.fail(record, f"top1_robust needs the trial to report {' and '.join(missing)}")
+            metrics.pop("top1_robust", None)  # always the tuner's, never a trial's
+            metrics["top1_robust"] = math.nan  # set by _rescore below
         F = self.objectives.vector(metrics)
-        bad = [k for k, v in zip(self.objectives.keys, F) if not math.isfinite(v)]
+        bad = [k for k, v in zip(self.objectives.keys, F) if not math.isfinite(v) and k not in self.derived]
         bad += [c.metric for c in self.constraints if not math.isfinite(metrics.get(c.metric, math.nan))
                 and c.metric not in bad]
         if bad:
@@ -255,8 +269,24 @@ class Archive:
         record.status = Status.SUCCEEDED
         self._front_new.append(record)
         self._hv_stale = True
+        if self.derived:
+            self._rescore()
         self._ended(record)
         return record
+
+    def _rescore(self) -> None:
+        """Recompute ``top1_robust`` of every successful result with the current ``alpha_norm``; rebuild the front."""
+        ok = [r for r in self.records if r.ok]
+        err = np.array([1.0 - r.metrics["default"] for r in ok])
+        values, self.alpha_norm = top1_robust(err, np.array([r.metrics["robustness"] for r in ok]))
+        i = self.objectives.keys.index("top1_robust")
+        for r, v in zip(ok, values):
+            r.metrics["top1_robust"] = float(v)
+            r.F = np.array(r.F, dtype=float)
+            r.F[i] = float(v)  # minimised: the vocabulary's sense
+        self._front, self._front_new = [], ok
+        self._front_F, self._front_cv = np.zeros((0, len(self.objectives))), np.zeros(0)
+        self._hv_stale = True
 
     def fail(self, record: Record, reason: str) -> Record:
         """Record that a trial ended without a usable result."""
@@ -342,7 +372,8 @@ class Archive:
                 "reference_after": self.reference_after, "reference_fixed_at": self.reference_fixed_at,
                 "evaluated": len(self.finished),
                 "succeeded": len(self.succeeded()), "failed": len(self.failed()), "running": len(self._pending),
-                "front_size": len(self.front()), "hypervolume": self.hypervolume()}
+                "front_size": len(self.front()), "hypervolume": self.hypervolume(),
+                **({"alpha_norm": self.alpha_norm} if self.derived else {})}
 
 
 # ---------------------------------------------------------------------------- files
