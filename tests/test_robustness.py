@@ -1,6 +1,7 @@
 """FlatNAS robustness on the real digits: weight-noise robustness, SAM, corruption folders and the mCE command."""
 from __future__ import annotations
 
+import copy
 import csv
 import json
 from pathlib import Path
@@ -353,3 +354,29 @@ def test_noise_command(digits_root: Path, tmp_path: Path, capsys: pytest.Capture
     assert main(argv) == 0 and capsys.readouterr().out == first  # seeded
     assert main(argv[:-4] + ["--sigma", "0", "--draws", "2", "--workers", "0"]) == 0
     assert capsys.readouterr().out.startswith("robustness 0.000000 ")
+
+
+def test_trainer_with_sam_rho_takes_the_sam_step() -> None:
+    """``Recipe(sam_rho=...)`` (``ofa finetune --sam-rho``) runs SAM's two passes inside ``Trainer.train_step``."""
+    from nni_ext.trainers.train_loop import Recipe, Trainer
+
+    torch.manual_seed(0)
+    x, y = torch.randn(16, 8), torch.randint(0, 3, (16,))
+    base = torch.nn.Sequential(torch.nn.Linear(8, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3))
+    models = [copy.deepcopy(base) for _ in range(3)]
+    common = dict(lr=0.1, momentum=0.0, weight_decay=0.0, label_smoothing=0.0, batch_size=16, schedule="cosine")
+    Trainer(models[0], Recipe(**common, sam_rho=0.5), total_steps=10, device=torch.device("cpu")).train_step(x, y)
+    Trainer(models[1], Recipe(**common), total_steps=10, device=torch.device("cpu")).train_step(x, y)
+    manual = models[2]  # the same step by hand with the SAM optimizer
+    opt = SAM([{"params": [p for p in manual.parameters() if p.dim() > 1], "weight_decay": 0.0},
+               {"params": [p for p in manual.parameters() if p.dim() <= 1], "weight_decay": 0.0}],
+              torch.optim.SGD, rho=0.5, adaptive=True, lr=0.1, momentum=0.0, nesterov=False)
+    torch.nn.functional.cross_entropy(manual(x), y).backward()
+    opt.first_step(zero_grad=True)
+    torch.nn.functional.cross_entropy(manual(x), y).backward()
+    opt.second_step(zero_grad=True)
+    for a, b in zip(models[0].parameters(), models[2].parameters()):
+        assert torch.allclose(a, b, atol=1e-6)
+    assert any(not torch.allclose(a, c) for a, c in zip(models[0].parameters(), models[1].parameters()))
+    with pytest.raises(Exception, match="--sam-rho -1.0 must be > 0"):
+        Recipe(**common, sam_rho=-1.0).check()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 
 from ..errors import NniExtError
 from .common import parse_resolutions
@@ -37,7 +38,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--out", required=True, help="output folder: ensembles.json/csv, models.csv, hypervolume.csv")
     s.add_argument("--log-every", type=int, default=100, help="progress line every N generations (0: quiet)")
     s.set_defaults(func=run_select_cmd)
-    t = ofa3.add_parser("tables", help="top-k prediction tables (model_XX_class/prob.csv) of a population")
+    t = ofa3.add_parser("tables", help="top-k prediction tables (model_XX_class/prob.csv) of a population",
+                        description="Top-k prediction tables of every member. Under torchrun (torchrun "
+                                    "--nproc_per_node G -m nni_ext ofa3 tables ...) the members are split over the "
+                                    "processes (one GPU each) and rank 0 writes files byte-identical to a "
+                                    "single-process run's.")
     t.add_argument("--population", required=True,
                    help="OFA² result.json, a SPOS evolution file (generation_NNN.json, best.json), or a JSON list "
                         "of architectures (NNI label dicts, OFA dicts, nnictl export records)")
@@ -95,19 +100,23 @@ def run_select_cmd(args: argparse.Namespace) -> int:
 
 
 def run_tables_cmd(args: argparse.Namespace) -> int:
-    from ..ensemble.predict import write_prediction_tables
+    """Under ``torchrun`` the members are split over the processes and rank 0 writes (byte-identical files)."""
+    from ..distributed import write_prediction_tables_distributed
 
     if args.threads is not None:
         import torch
 
         torch.set_num_threads(max(1, args.threads))
-    r = write_prediction_tables(args.population, supernet_path=args.supernet, data=args.data, split=args.split,
-                                out=args.out, k=args.top_k, batch_size=args.batch_size, calib_images=args.calib_images,
-                                calib_batch_size=args.calib_batch_size, seed=args.seed, device=args.device,
-                                backend=args.backend, resolutions=args.resolutions, num_workers=args.workers,
-                                space=args.space)
+    r = write_prediction_tables_distributed(
+        args.population, supernet_path=args.supernet, data=args.data, split=args.split, out=args.out, k=args.top_k,
+        batch_size=args.batch_size, calib_images=args.calib_images, calib_batch_size=args.calib_batch_size,
+        seed=args.seed, device=args.device, backend=args.backend, resolutions=args.resolutions,
+        num_workers=args.workers, space=args.space, progress=os.environ.get("RANK", "0") == "0")
+    if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 speaks
+        return 0
+    ranks = f" on {r['world_size']} processes" if r.get("world_size", 1) > 1 else ""
     print(f"{len(r['written'])} {r['space'].upper()} model(s) written, {len(r['skipped'])} skipped, "
-          f"{r['images']} images -> {r['out']}/")
+          f"{r['images']} images{ranks} -> {r['out']}/")
     return 0
 
 

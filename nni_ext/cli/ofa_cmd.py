@@ -9,6 +9,10 @@ with the shared training loop (``torchrun`` DDP, AMP and channels-last on CUDA, 
     nni-ext ofa export --experiment EXP -n 3 --supernet ... --out runs/export      # the same in one step
     nni-ext ofa finetune --config runs/export/pick_01/net.config --weights runs/export/pick_01/net.inherited \\
         --data cifar10:data/cifar --output runs/finetune/pick_01
+    torchrun --nproc_per_node 8 -m nni_ext ofa finetune --config ... --sync-bn   # DDP, one GPU per process
+
+Under torchrun, ``--batch-size`` is the global batch; what equals a single-process run is documented in
+:func:`nni_ext.ofa2.finetune.finetune`.
 """
 from __future__ import annotations
 
@@ -73,6 +77,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="Nesterov momentum (default on, as OFA's SGD)")
     r.add_argument("--weight-decay", type=float, default=4e-5, help="on conv/linear weights (default 4e-5)")
     r.add_argument("--label-smoothing", type=float, default=0.0)
+    r.add_argument("--sam-rho", type=float, default=None, metavar="RHO",
+                   help="sharpness-aware minimisation (adaptive SAM around the SGD step; FlatNAS uses 2.0): flatter "
+                        "minima, lower weight-noise `robustness`, twice the compute per step (default: plain SGD)")
     r.add_argument("--seed", type=int, default=0)
     o = f.add_argument_group("run")
     o.add_argument("--output", default=None, help="folder of checkpoint.pth (default runs/ofa-finetune; "
@@ -86,6 +93,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     o.add_argument("--val-per-class", type=int, default=None,
                    help="evaluate on the first N images of each class (a fixed, class-balanced subset)")
     o.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (torchrun: LOCAL_RANK's GPU)")
+    o.add_argument("--sync-bn", action="store_true",
+                   help="under torchrun: BatchNorm over the global batch (SyncBatchNorm), so the run equals a "
+                        "single-process run with the same --batch-size to float tolerance (with --dropout 0)")
     o.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                    help="float16 autocast + GradScaler (default: on CUDA)")
     o.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
@@ -145,11 +155,13 @@ def run_finetune(args: argparse.Namespace) -> int:
                     overwrite=args.overwrite, val_split=args.val_split, val_per_class=args.val_per_class)
     recipe = finetune_recipe(lr=args.lr, weight_decay=args.weight_decay, momentum=args.momentum,
                              nesterov=args.nesterov, batch_size=args.batch_size, label_smoothing=args.label_smoothing,
+                             sam_rho=args.sam_rho,
                              steps=args.steps, epochs=args.epochs, save_every=args.save_every,
                              eval_every=args.eval_every, stop_at=args.stop_at, amp=args.amp,
                              channels_last=args.channels_last, seed=args.seed, quiet=args.quiet)
     result = finetune(cfg, recipe, config=args.config, weights=weights, resolution=args.resolution,
-                      reset=args.reset_classifier, dropout=args.dropout, calib_images=args.calib_images)
+                      reset=args.reset_classifier, dropout=args.dropout, calib_images=args.calib_images,
+                      sync_bn=args.sync_bn)
     if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 speaks
         return 0
     val = result.val or {}

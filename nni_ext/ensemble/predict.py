@@ -38,6 +38,7 @@ import math
 import os
 import zipfile
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -344,28 +345,34 @@ def _previous(out: Path, key: dict[str, Any]) -> dict[str, Any] | None:
             for m in old.get("models", []) if isinstance(m, dict)}
 
 
-def write_prediction_tables(population: str | os.PathLike | Sequence[Mapping[str, Any]], *,
-                            supernet_path: str | os.PathLike, data: str | os.PathLike, split: str,
-                            out: str | os.PathLike, k: int = 5, batch_size: int = 200, calib_images: int = 2000,
-                            device: str = "auto", backend: str = "auto", resolutions: Sequence[int] | None = None,
-                            progress: bool = True, calib_batch_size: int = 100, num_workers: int = 2,
-                            seed: int = 0, space: str = "auto") -> dict[str, Any]:
-    """Write ``model_XX_class.csv`` / ``model_XX_prob.csv`` for every member; returns a summary.
+@dataclass
+class TablePlan:
+    """What a tables job writes: the population, member names and descriptions, the folder and its key."""
 
-    ``space``: ``auto`` (an nni_ext SPOS supernet checkpoint makes a SPOS population, anything else is
-    read as OFA weights), ``ofa`` or ``spos``.
+    pop: Any
+    names: list[str]
+    entries: list[dict[str, Any]]
+    root: Path
+    key: dict[str, Any]
+    images: int
 
-    Returns ``{"out": folder, "images": n, "written": [names], "skipped": [names], "space": kind}``.
+    def todo(self) -> list[int]:
+        """Members not yet written with these settings (complete files of the same member are kept)."""
+        previous = _previous(self.root, self.key)
+        return [m for m in range(len(self.pop)) if not (_complete(self.root, self.names[m], self.images) and (
+            previous is None or previous.get(self.names[m]) == self.entries[m]))]
 
-    Raises:
-        NniExtError: an empty or unreadable population, a bad architecture, a missing checkpoint or image
-            folder (one line each).
-    """
-    import torch
-    from tqdm.auto import tqdm
+    def write_manifest(self) -> None:
+        atomic_write_json(self.root / MANIFEST, {**self.key, "models": [
+            {"name": n, **e} for n, e in zip(self.names, self.entries)]})
 
+
+def plan_tables(population: str | os.PathLike | Sequence[Mapping[str, Any]], *, supernet_path: str | os.PathLike,
+                data: str | os.PathLike, split: str, out: str | os.PathLike, k: int, batch_size: int,
+                calib_images: int, calib_batch_size: int, seed: int, space: str,
+                resolutions: Sequence[int] | None) -> TablePlan:
+    """Check the settings and open the population of a tables job (one-line errors for bad input)."""
     from ..data.folder import index_split
-    from ..devices import resolve_device
 
     if k < 1 or batch_size < 1 or calib_images < 0 or calib_batch_size < 1:
         raise NniExtError(f"k={k}, batch size {batch_size} and calibration batch size {calib_batch_size} must be "
@@ -375,16 +382,64 @@ def write_prediction_tables(population: str | os.PathLike | Sequence[Mapping[str
     pop = open_population(raw, supernet_path, space=space, resolutions=resolutions)
     if k > pop.num_classes:
         raise NniExtError(f"k={k} exceeds the supernet's {pop.num_classes} classes")
-    names = model_names(len(pop))
-    entries = [pop.describe(m) for m in range(len(pop))]
-    root = Path(out)
     key = {"data": str(Path(data).resolve()), "split": split, "images": images, "k": k,
            "supernet": str(Path(supernet_path).resolve()), "calib_images": calib_images}
     key.update(calib_batch_size=calib_batch_size, seed=seed, space=pop.kind)
-    previous = _previous(root, key)
-    todo = [m for m in range(len(pop))
-            if not (_complete(root, names[m], images) and (previous is None or previous.get(names[m]) == entries[m]))]
-    atomic_write_json(root / MANIFEST, {**key, "models": [{"name": n, **e} for n, e in zip(names, entries)]})
+    return TablePlan(pop, model_names(len(pop)), [pop.describe(m) for m in range(len(pop))], Path(out), key, images)
+
+
+def predict_member(runner: MemberRunner, m: int, k: int, *, desc: str = "", progress: bool = False
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(top-k ids, top-k softmax probabilities, labels)`` of member ``m`` over the runner's split (folder order)."""
+    import torch
+    from tqdm.auto import tqdm
+
+    model = runner.model(m)
+    val = runner.val_loader(m)
+    ids, probs, labels = [], [], []
+    with torch.no_grad(), tqdm(total=len(val), desc=desc, unit="batch", disable=not progress,
+                               dynamic_ncols=True) as bar:
+        for x, y in val:
+            p = model(x).float().softmax(dim=1)
+            top = p.topk(k, dim=1)
+            ids.append(top.indices.cpu().numpy())
+            probs.append(top.values.cpu().numpy())
+            labels.append(y.cpu().numpy())
+            bar.update()
+    return np.concatenate(ids), np.concatenate(probs), np.concatenate(labels)
+
+
+def check_member_images(name: str, got: int, plan: TablePlan, data: str | os.PathLike, split: str) -> None:
+    if got != plan.images:
+        raise NniExtError(f"{name}: the loader gave {got} images but {Path(data) / split} holds {plan.images}")
+
+
+def write_prediction_tables(population: str | os.PathLike | Sequence[Mapping[str, Any]], *,
+                            supernet_path: str | os.PathLike, data: str | os.PathLike, split: str,
+                            out: str | os.PathLike, k: int = 5, batch_size: int = 200, calib_images: int = 2000,
+                            device: str = "auto", backend: str = "auto", resolutions: Sequence[int] | None = None,
+                            progress: bool = True, calib_batch_size: int = 100, num_workers: int = 2,
+                            seed: int = 0, space: str = "auto") -> dict[str, Any]:
+    """Write ``model_XX_class.csv`` / ``model_XX_prob.csv`` for every member; returns a summary.
+
+    ``space``: ``auto`` (an nni_ext SPOS supernet checkpoint makes a SPOS population, anything else is
+    read as OFA weights), ``ofa`` or ``spos``. Over the processes of a ``torchrun`` job:
+    :func:`nni_ext.distributed.write_prediction_tables_distributed`.
+
+    Returns ``{"out": folder, "images": n, "written": [names], "skipped": [names], "space": kind}``.
+
+    Raises:
+        NniExtError: an empty or unreadable population, a bad architecture, a missing checkpoint or image
+            folder (one line each).
+    """
+    from ..devices import resolve_device
+
+    plan = plan_tables(population, supernet_path=supernet_path, data=data, split=split, out=out, k=k,
+                       batch_size=batch_size, calib_images=calib_images, calib_batch_size=calib_batch_size,
+                       seed=seed, space=space, resolutions=resolutions)
+    pop, names, root = plan.pop, plan.names, plan.root
+    todo = plan.todo()
+    plan.write_manifest()
     skipped = [names[m] for m in range(len(pop)) if m not in todo]
     if skipped:
         log.info("%d model(s) already written in %s, skipped: %s", len(skipped), root, ", ".join(skipped))
@@ -393,22 +448,9 @@ def write_prediction_tables(population: str | os.PathLike | Sequence[Mapping[str
                           num_workers=num_workers)
     written: list[str] = []
     for m in sorted(todo, key=pop.resolution):  # one resolution's loaders at a time
-        model = runner.model(m)
-        val = runner.val_loader(m)
-        ids, probs, labels = [], [], []
-        with torch.no_grad(), tqdm(total=len(val), desc=f"{names[m]} (r={pop.resolution(m)})", unit="batch",
-                                   disable=not progress, dynamic_ncols=True) as bar:
-            for x, y in val:
-                p = model(x).float().softmax(dim=1)
-                top = p.topk(k, dim=1)
-                ids.append(top.indices.cpu().numpy())
-                probs.append(top.values.cpu().numpy())
-                labels.append(y.cpu().numpy())
-                bar.update()
-        got = sum(len(y) for y in labels)
-        if got != images:
-            raise NniExtError(f"{names[m]}: the loader gave {got} images but {Path(data) / split} holds {images}")
-        write_model(root, names[m], np.concatenate(ids), np.concatenate(probs), np.concatenate(labels))
+        ids, probs, labels = predict_member(runner, m, k, desc=f"{names[m]} (r={pop.resolution(m)})",
+                                            progress=progress)
+        check_member_images(names[m], len(labels), plan, data, split)
+        write_model(root, names[m], ids, probs, labels)
         written.append(names[m])
-        del model
-    return {"out": root, "images": images, "written": sorted(written), "skipped": skipped, "space": pop.kind}
+    return {"out": root, "images": plan.images, "written": sorted(written), "skipped": skipped, "space": pop.kind}

@@ -232,7 +232,8 @@ def recalibrate(model: nn.Module, cfg: RunConfig, recipe: Recipe, resolution: in
 
 def finetune(cfg: RunConfig, recipe: Recipe, *, config: str | os.PathLike, weights: str | os.PathLike,
              resolution: int | None = None, reset: str = "auto", dropout: float = DEFAULT_DROPOUT,
-             calib_images: int = 2000, parameters: Mapping[str, Any] | None = None) -> TrainResult:
+             calib_images: int = 2000, parameters: Mapping[str, Any] | None = None,
+             sync_bn: bool = False) -> TrainResult:
     """Fine-tune the exported network ``config`` + ``weights`` on ``cfg.data``; checkpoints in ``cfg.output``.
 
     As NSGANetV2's evaluator: the classifier reset when asked (``reset``, see :func:`prepare_classifier`),
@@ -242,8 +243,29 @@ def finetune(cfg: RunConfig, recipe: Recipe, *, config: str | os.PathLike, weigh
     ``resolution`` or ``net.subnet``'s ``r``). Without ``recipe.steps``/``epochs``:
     :data:`DEFAULT_FINETUNE_EPOCHS` epochs. When the schedule is done, ``net.config`` and
     ``net.finetuned`` are written into ``cfg.output`` (rank 0).
+
+    Under ``torchrun`` (``torchrun --nproc_per_node G -m nni_ext ofa finetune ...``): DDP, ``recipe.batch_size``
+    is the global batch, each rank trains on its share of every global batch (``DistributedSampler`` shards of
+    one permutation per epoch: step ``t`` of a W-process run sees exactly the images of step ``t`` of a
+    single-process run, with the same per-image crops), gradients are averaged over the ranks. What is equal
+    to a single-process run with the same global batch:
+
+    * with ``sync_bn`` (BatchNorm over the global batch: :func:`nni_ext.distributed.sync_batchnorm`) and
+      ``dropout=0``: the same loss, gradients and updates, so equal weights and BN statistics to float
+      tolerance, not bit for bit: sums run in another order, and such differences grow with the steps as
+      between any two runs that sum differently (two single-process runs with 1 and 2 threads differ as
+      much). Tested with 2 gloo processes (``tests/test_torchrun.py``: after 2 steps about 3e-6 on weights
+      that moved by 1e-2; after 1 step 6e-7);
+    * without ``sync_bn``: each rank's BN normalises its own ``batch / W`` images (as plain DDP does), and
+      dropout masks are drawn per rank: the same data and schedule, a statistically equivalent run, not
+      the same numbers. The ranks' weights are identical to each other throughout (DDP).
+
+    BN recalibration runs before ``sync_bn``'s conversion, identically on every rank (same images).
+    ``net.config``/``net.finetuned`` are plain networks either way (the state-dict keys do not change).
     """
     from .._io import atomic_write, atomic_write_json
+    from ..devices import resolve_device
+    from ..distributed import launched_by_torchrun, sync_batchnorm
     from ..spaces.ofa_mbv3 import OfaMbv3Space
     from ..trainers.checkpoint import read_checkpoint
     from ..trainers.train_loop import run_training
@@ -277,6 +299,8 @@ def finetune(cfg: RunConfig, recipe: Recipe, *, config: str | os.PathLike, weigh
         meta["net_config"] = dict(model.config, resolution=int(r))
         if calib_images and not resuming:  # a resumed run loads its trained weights and statistics
             recalibrate(model, cfg, recipe, int(r), calib_images)
+        if sync_bn and launched_by_torchrun():
+            model = sync_batchnorm(model, resolve_device(cfg.device))  # its type: torch's on CUDA, ours on CPU
         return model
 
     space = OfaMbv3Space(num_classes=num_classes, resolutions=[int(r)], dropout=dropout)

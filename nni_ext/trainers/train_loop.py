@@ -70,6 +70,9 @@ class Recipe:
     schedule: str = "linear"
     #: Nesterov momentum (OFA's SGD default; SPOS uses plain momentum)
     nesterov: bool = False
+    #: sharpness-aware minimisation around the SGD step (:class:`nni_ext.robustness.SAM`, adaptive, FlatNAS's
+    #: rho 2.0): the neighbourhood radius, or ``None`` for plain SGD. Two forward-backward passes per step.
+    sam_rho: float | None = None
 
     @property
     def base_lr(self) -> float:
@@ -90,6 +93,8 @@ class Recipe:
             raise NniExtError(f"--label-smoothing {self.label_smoothing} must be in [0, 1)")
         if self.schedule not in SCHEDULES:
             raise NniExtError(f"schedule {self.schedule!r}: choose {' or '.join(SCHEDULES)}")
+        if self.sam_rho is not None and not self.sam_rho > 0:
+            raise NniExtError(f"--sam-rho {self.sam_rho} must be > 0 (FlatNAS uses 2.0, adaptive)")
         if self.nesterov and self.momentum <= 0:
             raise NniExtError("Nesterov momentum needs --momentum > 0")
 
@@ -136,6 +141,9 @@ class Trainer:
         if self.amp and device.type != "cuda":
             logger.warning("--amp needs CUDA; training in float32 on %s", device)
             self.amp = False
+        if self.amp and recipe.sam_rho is not None:
+            logger.warning("SAM takes two gradient steps per update; training in float32 (no AMP)")
+            self.amp = False
         self.channels_last = device.type == "cuda" if recipe.channels_last is None else recipe.channels_last
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         self.module = self.model = model.to(device, memory_format=fmt)
@@ -144,8 +152,15 @@ class Trainer:
 
             self.model = DDP(self.module, device_ids=[device.index] if device.type == "cuda" else None,
                              find_unused_parameters=find_unused_parameters)
-        self.optimizer = torch.optim.SGD(param_groups(self.module, recipe.weight_decay), lr=recipe.base_lr,
-                                         momentum=recipe.momentum, nesterov=recipe.nesterov)
+        sgd = dict(lr=recipe.base_lr, momentum=recipe.momentum, nesterov=recipe.nesterov)
+        if recipe.sam_rho is None:
+            self.optimizer: torch.optim.Optimizer = torch.optim.SGD(param_groups(self.module, recipe.weight_decay),
+                                                                    **sgd)
+        else:
+            from ..robustness.sam import SAM
+
+            self.optimizer = SAM(param_groups(self.module, recipe.weight_decay), torch.optim.SGD,
+                                 rho=recipe.sam_rho, adaptive=True, **sgd)
         self.scheduler = SCHEDULES[recipe.schedule](self.optimizer, total_steps)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
@@ -168,14 +183,23 @@ class Trainer:
         loss = self.criterion(logits.float(), labels)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
-        if path is not None:
-            for p in self.module.unused_parameters(path):
-                p.grad = None
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        self._drop_unused(path)
+        if self.recipe.sam_rho is not None:  # SAM: step to the worst nearby weights, take the gradient there
+            self.optimizer.first_step(zero_grad=True)  # type: ignore[attr-defined]
+            self.criterion(self.forward(self.model, images, path).float(), labels).backward()
+            self._drop_unused(path)
+            self.optimizer.second_step(zero_grad=False)  # type: ignore[attr-defined]
+        else:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
         self.scheduler.step()
         self.step += 1
         return loss.detach(), (logits.detach().argmax(1) == labels).sum()
+
+    def _drop_unused(self, path: PathT) -> None:
+        if path is not None:
+            for p in self.module.unused_parameters(path):
+                p.grad = None
 
     def evaluate(self, loader: Any, paths: Sequence[PathT] = (None,), *, batch_stats: bool = False) -> dict[str, float]:
         """Top-1/top-5/loss (fractions) averaged over ``paths``, and over DDP ranks by image count.
