@@ -1,4 +1,4 @@
-"""``nni-ext cost``: FLOPs/params (and latency) of an architecture; build cost and latency tables."""
+"""``nni-ext cost``: FLOPs/params/activations/tiny_ml (and latency) of an architecture; cost and latency tables."""
 from __future__ import annotations
 
 import argparse
@@ -14,14 +14,20 @@ def _space_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("cost", help="FLOPs (MACs), params and latency of an architecture",
-                       description="Print {flops, params, ...} of an architecture as JSON. FLOPs are "
-                                   "multiply-accumulates (the SPOS/OFA convention). Also: `nni-ext cost "
-                                   "build-table SPACE` and `nni-ext cost build-latency-table SPACE`.")
+    p = sub.add_parser("cost", help="FLOPs (MACs), params, activations, tiny_ml and latency of an architecture",
+                       description="Print {flops, params, activations, peak_activation_bytes, tiny_ml, ...} of an "
+                                   "architecture as JSON. FLOPs are multiply-accumulates (the SPOS/OFA convention); "
+                                   "activations are the output elements of conv/linear/BN/pooling/flatten layers "
+                                   "(CNAS); peak_activation_bytes the largest input+output float32 working set of "
+                                   "one such layer. Also: `nni-ext cost build-table SPACE` and `nni-ext cost "
+                                   "build-latency-table SPACE`.")
     _space_options(p)
     p.add_argument("--arch", help="architecture JSON file (label -> value); default: the space's official one "
                                   "where it has one")
     p.add_argument("--exact", action="store_true", help="count the built network instead of the lookup table")
+    p.add_argument("--tiny-ml", action="append", default=[], metavar="KEY=VALUE",
+                   help="tiny_ml parameter (pmax, mmax, amax in millions; wp, wm, wa, pen), e.g. --tiny-ml pmax=2.2; "
+                        "default: CNAS's (pmax 2, mmax 1e10, amax 5, wp 1, wm 1/40, wa 1, pen 1e10)")
     p.add_argument("--latency-table", help="per-layer latency table (YAML/JSON, OFA layout; see build-latency-table)")
     p.add_argument("--measure-latency", action="store_true", help="time the network on --device")
     p.add_argument("--device", default="auto", help="device for --measure-latency (auto, cpu, cuda, cuda:1)")
@@ -59,19 +65,25 @@ def run(args: argparse.Namespace) -> int:
     from ..trial import load_architecture
 
     _check_input_size(args)
+    tiny = _tiny_ml(args.tiny_ml)
     space = create_space(args.space, **parse_space_args(args.space_arg))
-    size = args.input_size if args.input_size is not None else space.default_input_size
     if args.arch:
         arch = space.validate(load_architecture(args.arch))
     elif hasattr(space, "official_architecture"):
         arch = space.official_architecture()
     else:
         raise NniExtError(f"space {space.name!r} has no default architecture; give --arch ARCH.json")
+    own_size = getattr(space, "input_size_of", None)  # OFA: the architecture's resolution r
+    size = args.input_size if args.input_size is not None else (
+        own_size(arch) if own_size is not None else space.default_input_size)
     if args.exact:
         cost = count(space.build(arch), size)
     else:
         cost = CostTable.cached(space, size).cost(arch)
-    out: dict[str, object] = {"flops": cost.flops, "params": cost.params, "space": space.name, "input_size": size,
+    out: dict[str, object] = {"flops": cost.flops, "params": cost.params, "activations": cost.activations,
+                              "peak_activation_bytes": cost.peak_activation_bytes,
+                              "tiny_ml": tiny.score(cost.params, cost.flops, cost.activations),
+                              "space": space.name, "input_size": size,
                               "method": "exact" if args.exact else "table", "flops_unit": "multiply-accumulates"}
     if args.latency_table:
         out["latency_table_ms"] = LatencyTable.load(args.latency_table).predict(space.latency_keys(arch, size))
@@ -81,6 +93,26 @@ def run(args: argparse.Namespace) -> int:
         out["latency_device"] = lat.device
     print(json.dumps(out))
     return 0
+
+
+def _tiny_ml(pairs: list[str]) -> object:
+    """The ``TinyML`` of ``--tiny-ml KEY=VALUE`` options; a bad key or value is a one-line error."""
+    from ..cost.tiny_ml import TinyML
+    from ..errors import NniExtError
+
+    given: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        try:
+            given[key.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise NniExtError(f"--tiny-ml {pair!r}: write KEY=NUMBER, e.g. --tiny-ml pmax=2.2")
+    try:
+        return TinyML.from_mapping(given, "--tiny-ml")
+    except ValueError as exc:
+        raise NniExtError(str(exc)) from None
 
 
 def run_build_table(args: argparse.Namespace) -> int:

@@ -1,4 +1,4 @@
-"""Exact FLOPs (multiply-accumulates) and parameter counts of any ``nn.Module``.
+"""Exact FLOPs (multiply-accumulates), parameter counts and activation memory of any ``nn.Module``.
 
 Built on :class:`torch.utils.flop_counter.FlopCounterMode`, which counts 2 FLOPs per
 multiply-accumulate of convolutions and matrix products; we report MACs, the convention of
@@ -10,6 +10,20 @@ and ``nn.TransformerEncoder(Layer)`` (one kernel the counter cannot see into) is
 the projections and the two attention products run as ordinary matrix products; and fused
 ``scaled_dot_product_attention`` kernels the counter has no formula for on this PyTorch (the
 CPU flash kernel, among others) are counted as ``Q Kᵀ`` plus ``A V``.
+
+Activation memory (CNAS's tiny-device costs), from forward hooks in the same pass, over the modules of
+:data:`ACTIVATION_LAYERS` (``Conv1d/2d/3d``, ``Linear``, ``BatchNorm1d/2d/3d``, every ``nn`` pooling layer and
+``Flatten``; a module of another type, and work done by plain tensor calls such as ``x.mean(...)``, is not a layer):
+
+* ``activations``: the sum over every call of such a layer of the elements of its output tensor(s), at the
+  input given (batch 1 by default) — CNAS's ``get_net_info`` definition.
+* ``peak_activation_bytes``: the largest *working set* of one layer call, ``(elements of its tensor inputs +
+  elements of its tensor outputs) × bytes_per_element`` (float32: 4), maximised over every call of such a
+  layer. It bounds the SRAM a layer-by-layer microcontroller runtime needs for the layer's buffers (weights
+  live in flash; skip connections held across layers are not included).
+
+Both are exact and decompose over cost units: ``activations`` as a sum, ``peak_activation_bytes`` as a maximum
+(:class:`Cost` ``+`` adds the former and takes the maximum of the latter).
 """
 from __future__ import annotations
 
@@ -70,6 +84,15 @@ def attention_fastpath_disabled() -> Iterator[None]:
         mha.set_fastpath_enabled(before)
 
 
+#: the layer types whose outputs make ``activations`` and whose calls make ``peak_activation_bytes``
+ACTIVATION_LAYERS: tuple[type[nn.Module], ...] = (
+    nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d,
+    nn.modules.pooling._AvgPoolNd, nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AdaptiveAvgPoolNd,
+    nn.modules.pooling._AdaptiveMaxPoolNd, nn.modules.pooling._LPPoolNd, nn.Flatten)
+#: bytes of one float32 element (the default of ``peak_activation_bytes``)
+FLOAT32_BYTES = 4
+
+
 @dataclass(frozen=True)
 class Cost:
     """Cost of a network at one input size.
@@ -77,13 +100,19 @@ class Cost:
     Attributes:
         flops: multiply-accumulates of one forward pass (MACs, "FLOPs" in NAS papers).
         params: number of parameters.
+        activations: output elements of the :data:`ACTIVATION_LAYERS` calls (CNAS), at batch 1.
+        peak_activation_bytes: largest (input + output elements) × bytes per element of one such layer call.
     """
 
     flops: int
     params: int
+    activations: int = 0
+    peak_activation_bytes: int = 0
 
     def __add__(self, other: Cost) -> Cost:
-        return Cost(self.flops + other.flops, self.params + other.params)
+        """Costs of two parts of one network: sums, and the larger peak."""
+        return Cost(self.flops + other.flops, self.params + other.params, self.activations + other.activations,
+                    max(self.peak_activation_bytes, other.peak_activation_bytes))
 
     def to_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -106,9 +135,40 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def _elements(value: Any) -> int:
+    """Elements of the tensors in ``value`` (a tensor, or a tuple/list/dict holding tensors)."""
+    if isinstance(value, torch.Tensor):
+        return value.numel()
+    if isinstance(value, (tuple, list)):
+        return sum(_elements(v) for v in value)
+    if isinstance(value, dict):
+        return sum(_elements(v) for v in value.values())
+    return 0
+
+
+@contextlib.contextmanager
+def activation_hooks(model: nn.Module) -> Iterator[list[tuple[int, int]]]:
+    """Forward hooks on every :data:`ACTIVATION_LAYERS` module of ``model``; yields ``[(in, out) elements]``.
+
+    One pair per layer call, appended while the block runs; the hooks are removed on exit.
+    """
+    calls: list[tuple[int, int]] = []
+
+    def hook(module: nn.Module, args: Any, output: Any) -> None:
+        calls.append((_elements(args), _elements(output)))
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, ACTIVATION_LAYERS)]
+    try:
+        yield calls
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def count(model: nn.Module, input_size: int | Sequence[int] = (1, 3, 224, 224), *,
-          inputs: Any = None, device: str | torch.device | None = None) -> Cost:
-    """Count the MACs of one forward pass of ``model`` and its parameters.
+          inputs: Any = None, device: str | torch.device | None = None,
+          bytes_per_element: int = FLOAT32_BYTES) -> Cost:
+    """Count the MACs of one forward pass of ``model``, its parameters and its activation memory.
 
     Args:
         model: any module; it is run once in eval mode without gradients (BN statistics and
@@ -118,6 +178,7 @@ def count(model: nn.Module, input_size: int | Sequence[int] = (1, 3, 224, 224), 
         input_size: an int (square image, batch 1), ``(H, W)``, ``(C, H, W)`` or ``(N, C, H, W)``.
         inputs: a tensor or tuple of tensors to feed instead of zeros of ``input_size``.
         device: where to run; defaults to the device of the model's first parameter.
+        bytes_per_element: bytes of one activation element for ``peak_activation_bytes`` (float32: 4, int8: 1).
 
     Example:
         >>> import torchvision
@@ -132,12 +193,16 @@ def count(model: nn.Module, input_size: int | Sequence[int] = (1, 3, 224, 224), 
         inputs = (torch.zeros(input_shape(input_size), device=device),)
     elif isinstance(inputs, torch.Tensor):
         inputs = (inputs,)
+    if isinstance(bytes_per_element, bool) or not isinstance(bytes_per_element, int) or bytes_per_element < 1:
+        raise ValueError(f"bytes_per_element={bytes_per_element!r} must be a positive integer (float32: 4)")
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), attention_fastpath_disabled(), \
+        with torch.no_grad(), attention_fastpath_disabled(), activation_hooks(model) as calls, \
                 FlopCounterMode(display=False, custom_mapping=_extra_formulas()) as counter:
             model(*inputs)
     finally:
         model.train(was_training)
-    return Cost(flops=int(counter.get_total_flops()) // 2, params=count_params(model))
+    return Cost(flops=int(counter.get_total_flops()) // 2, params=count_params(model),
+                activations=sum(out for _, out in calls),
+                peak_activation_bytes=max((i + o for i, o in calls), default=0) * bytes_per_element)

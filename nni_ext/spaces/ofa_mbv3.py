@@ -104,11 +104,40 @@ def from_ofa(ofa: Mapping[str, Any], space: OfaMbv3Space | None = None) -> Archi
     return space.validate(arch)
 
 
+class PolynomialActivation(nn.Module):
+    """CNAS's functional-constraint activation ``0.01·x² + 0.5·x`` (``OurReLU``), e.g. for homomorphic encryption."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 0.01 * x * x + 0.5 * x
+
+
+def polynomial_activations(model: nn.Module) -> nn.Module:
+    """Swap every ``nn.ReLU`` and ``nn.ReLU6`` of ``model`` for :class:`PolynomialActivation`, in place; returns it.
+
+    As CNAS's ``--func_constr``, only the ReLUs are swapped: OFA MobileNetV3's h-swish and the h-sigmoid
+    of its squeeze-excite blocks are kept (the ReLU inside squeeze-excite is swapped).
+    """
+    for name, child in list(model.named_children()):
+        if isinstance(child, (nn.ReLU, nn.ReLU6)):
+            setattr(model, name, PolynomialActivation())
+        else:
+            polynomial_activations(child)
+    return model
+
+
 class _GlobalAvgPool(nn.Module):
     """Global average pooling keeping the spatial dimensions (OFA's head pooling, a cost unit of its own)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.mean((2, 3), keepdim=True)
+
+
+class _Flatten(nn.Module):
+    """OFA's inline ``x.view(x.size(0), -1)`` before the classifier (not an ``nn.Flatten``, which cost counting
+    treats as a layer: the sub-network has none)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.view(x.size(0), -1)
 
 
 @register_space("ofa-mbv3")
@@ -162,6 +191,11 @@ class OfaMbv3Space(SearchSpace):
             if i % MAX_DEPTH >= int(arch[D_LABELS[i // MAX_DEPTH]]):
                 out[KS_LABELS[i]], out[E_LABELS[i]] = KERNEL_SIZES[0], EXPAND_RATIOS[0]
         return out
+
+    def input_size_of(self, arch: Mapping[str, Any]) -> int:
+        """The input resolution of ``arch`` (its ``r``): what its cost is counted at."""
+        value = arch["r"]
+        return int(value["_value"] if isinstance(value, dict) else value)
 
     def largest(self, resolution: int | None = None) -> Architecture:
         """The largest sub-network (ks 7, e 6, d 4) at ``resolution`` (default: the largest one)."""
@@ -223,9 +257,14 @@ class OfaMbv3Space(SearchSpace):
             self._supernet = build_supernet(num_classes=self.config["num_classes"], dropout=self.config["dropout"])
         return self._supernet
 
-    def build(self, arch: Mapping[str, Any], *, supernet: nn.Module | None = None) -> nn.Module:
-        """The standalone sub-network of ``arch``, weights inherited from ``supernet`` (default: this space's)."""
-        return subnet(supernet if supernet is not None else self.supernet(), to_ofa(self.validate(arch)))
+    def build(self, arch: Mapping[str, Any], *, supernet: nn.Module | None = None,
+              poly_activation: bool = False) -> nn.Module:
+        """The standalone sub-network of ``arch``, weights inherited from ``supernet`` (default: this space's).
+
+        ``poly_activation``: CNAS's functional constraint, every ReLU swapped (:func:`polynomial_activations`).
+        """
+        net = subnet(supernet if supernet is not None else self.supernet(), to_ofa(self.validate(arch)))
+        return polynomial_activations(net) if poly_activation else net
 
     # ------------------------------------------------------- layer structure
     @staticmethod
@@ -313,7 +352,7 @@ class OfaMbv3Space(SearchSpace):
             "final_expand": (lambda: net.final_expand_layer, (1, UNIT_WIDTHS[-1], f, f)),
             "avgpool": (lambda: _GlobalAvgPool(), (1, FINAL_EXPAND_WIDTH, f, f)),
             "feature_mix": (lambda: net.feature_mix_layer, (1, FINAL_EXPAND_WIDTH, 1, 1)),
-            "classifier": (lambda: nn.Sequential(nn.Flatten(1), net.classifier), (1, LAST_WIDTH, 1, 1)),
+            "classifier": (lambda: nn.Sequential(_Flatten(), net.classifier), (1, LAST_WIDTH, 1, 1)),
         }
         if unit in fixed:
             make, shape = fixed[unit]

@@ -7,8 +7,13 @@ sub-network with inherited weights, resets and re-estimates its BatchNorm statis
 2,000 images, train-mode forward passes without gradients), evaluates on the held-out split
 at ``r`` and reports::
 
-    {"default": top1, "top5": ..., "flops": MACs, "params": ..., "latency_ms": ms (with --latency-tables
-     or --measure-latency), "top1_before_recalibration": ... (with --eval-before)}
+    {"default": top1, "top5": ..., "flops": MACs, "params": ..., "activations": ..., "peak_activation_bytes": ...,
+     "latency_ms": ms (with --latency-tables or --measure-latency), "top1_before_recalibration": ... (with
+     --eval-before)}
+
+With ``--poly-activation`` (CNAS's functional constraint) every ReLU of the sub-network (OFA MobileNetV3 uses
+ReLU in its first units and squeeze-excite blocks; its h-swish and h-sigmoid are kept) is swapped for the
+polynomial ``0.01x² + 0.5x`` before recalibration, fine-tuning and evaluation.
 
 With ``--epochs N`` (default 0: none) the sub-network is fine-tuned before the evaluation, as
 NSGANetV2's evaluator does for datasets other than ImageNet (``n_epochs=5``): the classifier is reset
@@ -16,7 +21,7 @@ to the dataset's classes (dropout 0.2), BN is recalibrated, then N epochs of SGD
 Nesterov), cosine schedule per iteration from lr 0.01, weight decay 4e-5, batch 96 (all options);
 the report adds ``finetune_epochs``, ``train_loss`` and ``train_top1`` (the last epoch's).
 
-Accuracies are fractions; FLOPs/params are counted exactly on the built sub-network (with its new
+Accuracies are fractions; FLOPs/params/activations are counted exactly on the built sub-network (with its new
 classifier when fine-tuned). As an
 nnictl trialCommand (NSGA-II: ``configs/ofa2_eval_digits.yml``; ImageNet: OFA's
 ``ofa_mbv3_d234_e346_k357_w1.2`` weights, the default resolutions and the note10 tables)::
@@ -70,6 +75,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--latency-tables", help="folder of OFA <resolution>_lookup_table.yaml files or one table: "
                                             "report 'latency_ms' from it")
     p.add_argument("--measure-latency", action="store_true", help="report 'latency_ms' measured on --device")
+    p.add_argument("--poly-activation", action="store_true",
+                   help="CNAS's functional constraint: swap every ReLU for 0.01x^2 + 0.5x (h-swish is kept)")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     p.add_argument("--backend", choices=["auto", "dali", "torchvision"], default="auto")
     p.add_argument("--workers", type=int, default=2, help="loader worker processes/threads")
@@ -105,7 +112,7 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     from ..data import Preprocessing, build_loader
     from ..devices import resolve_device
     from ..ofa2.finetune import dataset_classes, finetune_epochs, prepare_classifier
-    from ..spaces.ofa_mbv3 import OfaMbv3Space, subnet, to_ofa
+    from ..spaces.ofa_mbv3 import OfaMbv3Space, polynomial_activations, subnet, to_ofa
     from ..trainers.evaluation import evaluate, recalibrate_batchnorm
     from ._runner import get_next_architecture, in_nni_trial, report_final, report_intermediate
 
@@ -127,7 +134,10 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     latency = latency_model(args.latency_tables, OfaMbv3Space(num_classes=space.config["num_classes"],
                                                               resolutions=[arch["r"]])) if args.latency_tables else None
     device = resolve_device(args.device)
-    model = subnet(supernet, to_ofa(arch), preserve_weight=True).to(device).eval()
+    model = subnet(supernet, to_ofa(arch), preserve_weight=True)
+    if args.poly_activation:
+        polynomial_activations(model)
+    model = model.to(device).eval()
     del supernet
     resolution = arch["r"]
     prep = Preprocessing.for_crop(resolution)
@@ -156,6 +166,8 @@ def run(args: argparse.Namespace) -> dict[str, float]:
         metrics.update(finetune_epochs=args.epochs, train_loss=rows[-1]["loss"], train_top1=rows[-1]["top1"])
     after = evaluate(model, val)
     metrics = {"default": after["top1"], "top5": after["top5"], "flops": cost.flops, "params": cost.params,
+               "activations": cost.activations, "peak_activation_bytes": cost.peak_activation_bytes,
+               **({"poly_activation": 1} if args.poly_activation else {}),
                **metrics, "calib_images": calibrated, "val_images": after["images"]}
     if latency is not None:
         metrics["latency_ms"] = float(latency.latency(latency.space.to_matrix([arch]))[0])

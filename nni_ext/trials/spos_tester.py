@@ -6,8 +6,8 @@ result, resets and re-estimates the BN statistics of the path on training batche
 200 batches of 128 images, train mode, no gradients), evaluates on the validation set (or a
 fixed class-balanced subset) and reports::
 
-    {"default": top1, "top5": ..., "flops": ..., "params": ..., "latency_ms": ... (when configured),
-     "top1_before_recalibration": ...}
+    {"default": top1, "top5": ..., "flops": ..., "params": ..., "activations": ..., "peak_activation_bytes": ...,
+     "latency_ms": ... (when configured), "top1_before_recalibration": ...}
 
 Accuracies are fractions. As an nnictl trialCommand::
 
@@ -100,7 +100,9 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     after = evaluate(forward, val)
     cost = CostTable.cached(space, crop).cost(arch)
     metrics: dict[str, float] = {"default": after["top1"], "top5": after["top5"], "flops": cost.flops,
-                                 "params": cost.params, "top1_before_recalibration": before["top1"],
+                                 "params": cost.params, "activations": cost.activations,
+                                 "peak_activation_bytes": cost.peak_activation_bytes,
+                                 "top1_before_recalibration": before["top1"],
                                  "val_images": after["images"], "seconds": time.perf_counter() - start}
     if args.latency_table:
         metrics["latency_ms"] = LatencyTable.load(args.latency_table).predict(space.latency_keys(arch, crop))

@@ -16,6 +16,7 @@ from nni import NoMoreTrialError
 
 from ..core.archive import Record, params_key
 from ..core.tuner import BaseTuner, check_int, register_tuner, tuner_output_dir
+from ..cost.tiny_ml import EXACT_KEYS, TinyML
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +46,14 @@ class MultiObjectiveTuner(BaseTuner):
         reference_point: ``{key: value}`` in the metrics' units for the hypervolume; by default the nadir of
             the feasible results among the first ``population_size`` (generation 0) plus 10 % of their
             range, fixed from then on and stored in ``archive.json`` (kept on resume, used by ``nni-ext report``).
-        space, space_args, input_size: an nni_ext space (e.g. ``spos``) whose cost model checks
-            ``flops``/``params`` constraints *before* dispatch, so infeasible architectures are never trained.
+        space, space_args, input_size: an nni_ext space (e.g. ``spos``) whose cost tables give ``flops``,
+            ``params``, ``activations``, ``peak_activation_bytes`` and ``tiny_ml`` exactly
+            (:data:`nni_ext.cost.EXACT_KEYS`): constraints on them are checked *before* dispatch, so infeasible
+            architectures are never trained, and these objectives/constraints are filled in from the tables
+            (they win over the trial's report). The input size is the architecture's own where the space has
+            one (OFA's ``r``), else ``input_size`` (default: the space's).
+        tiny_ml: CNAS's figure-of-merit parameters, e.g. ``{pmax: 2.2, mmax: 7, amax: 0.3, wp: 1, wm: 1, wa: 1}``
+            (limits in millions; :class:`nni_ext.cost.TinyML`, CNAS's defaults when omitted); needs ``space``.
         max_draws: attempts to find an unseen (and pre-check feasible) point before giving up.
         output_dir: where the archive files go (default ``<experiment dir>/moo``).
         seed: random seed (drawn and logged when omitted).
@@ -62,6 +69,7 @@ class MultiObjectiveTuner(BaseTuner):
                  population_size: int = 50, offspring_size: int | None = None, num_generations: int | None = None,
                  reference_point: Mapping[str, float] | None = None, space: str | None = None,
                  space_args: Mapping[str, Any] | None = None, input_size: int | None = None,
+                 tiny_ml: Mapping[str, Any] | None = None,
                  max_draws: int = 1000, output_dir: str | None = None, seed: int | None = None) -> None:
         check_int("population_size", population_size, 2)
         offspring_size = population_size if offspring_size is None else offspring_size
@@ -72,6 +80,10 @@ class MultiObjectiveTuner(BaseTuner):
             check_int("input_size", input_size, 1)
         if space is not None and not isinstance(space, str):
             raise ValueError(f"space={space!r} must be the name of a registered nni_ext space, e.g. 'spos'")
+        self.tiny_ml = TinyML.from_mapping(tiny_ml)
+        if tiny_ml is not None and space is None:
+            raise ValueError("tiny_ml is computed from a space's cost tables: give space (e.g. space: ofa-mbv3) "
+                             "or leave tiny_ml out")
         super().__init__(seed=seed, objectives=objectives, constraints=constraints, reference_point=reference_point,
                          reference_after=population_size, output_dir=tuner_output_dir(output_dir, "moo"))
         self.objectives, self.constraints = self.archive.objectives, self.archive.constraints
@@ -131,16 +143,17 @@ class MultiObjectiveTuner(BaseTuner):
 
     # --------------------------------------------------------------- set-up
     def _cost_model(self, space: str, space_args: Mapping[str, Any] | None, input_size: int | None) -> Any:
-        from ..cost import CostTable
+        from ..cost.exact import ExactCosts
         from ..spaces import create_space
 
         nas_space = create_space(space, **dict(space_args or {}))
-        cheap = {c.metric for c in self.constraints} & {"flops", "params"}
+        cheap = ({c.metric for c in self.constraints} | set(self.objectives.keys)) & set(EXACT_KEYS)
         if not cheap:
-            logger.warning("%s: space %r given but no flops/params constraint to check before dispatch",
-                           self.algorithm_name, space)
-        table = CostTable.cached(nas_space, int(input_size or nas_space.default_input_size))
-        return nas_space, table
+            logger.warning("%s: space %r given but no objective or constraint on %s to compute from it",
+                           self.algorithm_name, space, "/".join(EXACT_KEYS))
+        model = ExactCosts(nas_space, input_size, self.tiny_ml)
+        model.table(model.input_size)  # build (or read) the default table now, not at the first request
+        return model
 
     def _on_search_space(self) -> None:
         from pymoo.core.problem import Problem
@@ -194,19 +207,26 @@ class MultiObjectiveTuner(BaseTuner):
             return np.array([self.space.encode(self.space.sample(self.rng)) for _ in range(n)])
         return off.get("X")
 
-    def _precheck(self, params: dict[str, Any]) -> bool:
+    def _exact(self, params: Mapping[str, Any]) -> dict[str, float]:
+        """Every exact cost of ``params`` from the space's tables (empty without a space or when it does not fit)."""
         if self.cost_model is None:
-            return True
-        nas_space, table = self.cost_model
+            return {}
         try:
-            cost = table.cost(nas_space.validate(params))
+            return self.cost_model.metrics(params)
         except Exception as exc:  # a space that does not fit: let the trial report it
-            logger.debug("pre-dispatch cost check skipped: %s", exc)
-            return True
-        values = {"flops": float(cost.flops), "params": float(cost.params)}
+            logger.debug("exact cost of %s skipped: %s", params, exc)
+            return {}
+
+    def _precheck(self, params: dict[str, Any]) -> bool:
+        values = self._exact(params)
         ok = all(c.satisfied(values[c.metric]) for c in self.constraints if c.metric in values)
         self.rejected_before_dispatch += not ok
         return ok
+
+    def _known_metrics(self, params: Mapping[str, Any]) -> dict[str, float]:
+        """The exact costs the objectives and constraints use (they win over the trial's report)."""
+        wanted = set(self.objectives.keys) | {c.metric for c in self.constraints}
+        return {k: v for k, v in self._exact(params).items() if k in wanted}
 
     # ---------------------------------------------------------------- telling
     def _tell(self, record: Record) -> None:

@@ -6,8 +6,9 @@ The loop of the seeds, one *iteration* per planned batch:
    cost model is known, the cheapest and the most expensive architecture are among them (NSGANetV2's
    lower/upper corners).
 2. **Fit** one surrogate per objective that has no exact model (``surrogate``: rbf | gp | mlp | carts | as,
-   :mod:`nni_ext.surrogates`) on the archive's successful results. ``flops``/``params`` objectives and
-   constraints are computed exactly from the space's cost table, never predicted.
+   :mod:`nni_ext.surrogates`) on the archive's successful results. ``flops``, ``params``, ``activations``,
+   ``peak_activation_bytes`` and ``tiny_ml`` objectives and constraints are computed exactly from the space's
+   cost tables, never predicted (``tiny_ml`` classArg: CNAS's limits and weights).
 3. **Inner NSGA-II** (``inner_population`` 40, ``inner_generations`` 20) on predicted and exact objectives,
    seeded with the archive's front, integer and categorical genes rounded (per-gene bounds). With a single
    objective, a genetic algorithm keeps the predicted best (CNAS's single-objective path). A finite space of
@@ -50,11 +51,11 @@ from .._io import atomic_write_json
 from ..core.archive import Record, params_key
 from ..core.pareto import hypervolume, non_dominated
 from ..core.tuner import BaseTuner, check_choice, check_int, check_number, register_tuner, tuner_output_dir
+from ..cost.tiny_ml import EXACT_KEYS, TinyML
 from ..surrogates import SURROGATES, make_surrogate, quality
 
 logger = logging.getLogger(__name__)
 SELECTIONS = ("spread", "hvi")
-EXACT_KEYS = ("flops", "params")
 
 
 class Features:
@@ -89,7 +90,7 @@ class MSuNASTuner(BaseTuner):
           classArgs:
             objectives: {default: maximize, flops: minimize}
             constraints: {params: "<= 5e6"}       # optional; constrained domination
-            space: nas-bench-201                  # optional: flops/params computed exactly, never predicted
+            space: nas-bench-201                  # optional: costs computed exactly, never predicted
             surrogate: as                         # rbf | gp | mlp | carts | as
             initial_samples: 100
             batch_size: 8
@@ -97,9 +98,13 @@ class MSuNASTuner(BaseTuner):
 
     Args:
         objectives: ``{metric key: maximize|minimize}`` (one or more).
-        constraints: ``{metric key: "<= bound"}``; on ``flops``/``params`` with a ``space`` they are checked
+        constraints: ``{metric key: "<= bound"}``; on the keys of :data:`nni_ext.cost.EXACT_KEYS` (``flops``,
+            ``params``, ``activations``, ``peak_activation_bytes``, ``tiny_ml``) with a ``space`` they are checked
             before dispatch (infeasible architectures are never trained).
-        space, space_args, input_size: an nni_ext space whose cost table gives exact ``flops``/``params``.
+        space, space_args, input_size: an nni_ext space whose cost tables give those keys exactly (never
+            predicted); the input size is the architecture's own where the space has one (OFA's ``r``).
+        tiny_ml: CNAS's figure-of-merit parameters, e.g. ``{pmax: 2.2, mmax: 7, amax: 0.3, wp: 1, wm: 1, wa: 1}``
+            (limits in millions; :class:`nni_ext.cost.TinyML`, CNAS's defaults when omitted); needs ``space``.
         surrogate: the surrogate of every predicted objective (default ``as``, adaptive switching).
         initial_samples: size of the design of experiments (default 100, as NSGANetV2).
         batch_size: candidates per iteration (default 8).
@@ -118,6 +123,7 @@ class MSuNASTuner(BaseTuner):
 
     def __init__(self, *, objectives: Mapping[str, str], constraints: Mapping[str, Any] | None = None,
                  space: str | None = None, space_args: Mapping[str, Any] | None = None, input_size: int | None = None,
+                 tiny_ml: Mapping[str, Any] | None = None,
                  surrogate: str = "as", initial_samples: int = 100, batch_size: int = 8, inner_population: int = 40,
                  inner_generations: int = 20, selection: str = "spread", exploration: float = 0.0,
                  enumerate_up_to: int = 20000,
@@ -137,6 +143,10 @@ class MSuNASTuner(BaseTuner):
         check_int("input_size", input_size, 1, optional=True)
         if space is not None and not isinstance(space, str):
             raise ValueError(f"space={space!r} must be the name of a registered nni_ext space, e.g. 'nas-bench-201'")
+        self.tiny_ml = TinyML.from_mapping(tiny_ml)
+        if tiny_ml is not None and space is None:
+            raise ValueError("tiny_ml is computed from a space's cost tables: give space (e.g. space: ofa-mbv3) "
+                             "or leave tiny_ml out")
         super().__init__(seed=seed, objectives=objectives, constraints=constraints, reference_point=reference_point,
                          reference_after=initial_samples, output_dir=tuner_output_dir(output_dir, "msunas"))
         self.objectives, self.constraints = self.archive.objectives, self.archive.constraints
@@ -150,6 +160,9 @@ class MSuNASTuner(BaseTuner):
         self.space_name, self.space_args, self.input_size = space, dict(space_args or {}), input_size
         self.cost_model: Any = None
         self.exact = [k for k in self.objectives.keys if space is not None and k in EXACT_KEYS]
+        #: exact keys recorded with every result: the exact objectives and the constraints on exact keys
+        self.recorded = self.exact + [c.metric for c in self.constraints
+                                      if space is not None and c.metric in EXACT_KEYS and c.metric not in self.exact]
         self.predicted = [k for k in self.objectives.keys if k not in self.exact]
         self.queue: deque[dict[str, Any]] = deque()
         self.iteration = 0  # 0: the design of experiments
@@ -173,28 +186,28 @@ class MSuNASTuner(BaseTuner):
 
     # ------------------------------------------------------------------ set-up
     def _cost_model(self, space: str, space_args: Mapping[str, Any] | None, input_size: int | None) -> Any:
-        from ..cost import CostTable
+        from ..cost.exact import ExactCosts
         from ..spaces import create_space
 
-        nas_space = create_space(space, **dict(space_args or {}))
-        return nas_space, CostTable.cached(nas_space, int(input_size or nas_space.default_input_size))
+        model = ExactCosts(create_space(space, **dict(space_args or {})), input_size, self.tiny_ml)
+        model.table(model.input_size)  # build (or read) the default table now, not at the first request
+        return model
 
     def _on_search_space(self) -> None:
         assert self.space is not None
         if self.space_name is not None and self.cost_model is None:
             self.cost_model = self._cost_model(self.space_name, self.space_args, self.input_size)
-        if self.cost_model is not None and set(self.space.names) != set(self.cost_model[0].labels):
-            raise ValueError(f"the experiment's search space does not match space {self.cost_model[0].name!r}; "
-                             f"export it with `nni-ext ss_gen {self.cost_model[0].name}`")
+        if self.cost_model is not None and set(self.space.names) != set(self.cost_model.space.labels):
+            name = self.cost_model.space.name
+            raise ValueError(f"the experiment's search space does not match space {name!r}; "
+                             f"export it with `nni-ext ss_gen {name}`")
         self.features = Features(self.space)
 
     def _cheap(self, params: Mapping[str, Any]) -> dict[str, float]:
-        """Exact flops/params of an architecture (empty without a space)."""
+        """Exact costs of an architecture (every key of ``EXACT_KEYS``; empty without a space)."""
         if self.cost_model is None:
             return {}
-        nas_space, table = self.cost_model
-        cost = table.cost(nas_space.validate(dict(params)))
-        return {"flops": float(cost.flops), "params": float(cost.params)}
+        return self.cost_model.metrics(params)
 
     def _feasible_before_dispatch(self, params: Mapping[str, Any]) -> bool:
         cheap = self._cheap(params)
@@ -202,7 +215,7 @@ class MSuNASTuner(BaseTuner):
 
     def _known_metrics(self, params: Mapping[str, Any]) -> dict[str, float]:
         cheap = self._cheap(params)
-        return {k: v for k, v in cheap.items() if k in self.exact}
+        return {k: v for k, v in cheap.items() if k in self.recorded}
 
     # ------------------------------------------------------------------ asking
     def _unseen(self, params: Mapping[str, Any], taken: set[str]) -> bool:
@@ -252,7 +265,7 @@ class MSuNASTuner(BaseTuner):
 
     def _corners(self) -> list[dict[str, Any]]:
         """The cheapest and the most expensive architecture of the space (by FLOPs, per label)."""
-        nas_space, table = self.cost_model
+        nas_space = self.cost_model.space
         choices = nas_space.choices()
         corners = []
         for pick in (min, max):
@@ -261,7 +274,7 @@ class MSuNASTuner(BaseTuner):
                 costs = []
                 for v in values:
                     probe = {**{k: vs[0] for k, vs in choices.items()}, label: v}
-                    costs.append(table.cost(nas_space.validate(probe)).flops)
+                    costs.append(self.cost_model.cost(probe).flops)
                 arch[label] = values[costs.index(pick(costs))]
             corners.append(nas_space.validate(arch))
         return corners
