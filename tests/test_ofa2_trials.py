@@ -128,3 +128,20 @@ def test_eval_trial_under_nnictl_reports_every_objective(eval_experiment) -> Non
     assert len({json.dumps(a, sort_keys=True) for a in archs}) == TRIALS
     assert (directory / "moo" / "history.csv").is_file()
     assert np.isfinite([t.metrics["default"] for t in trials]).all()
+
+
+def test_eval_trial_reports_seeded_weight_noise_robustness(digits_supernet: Path, digits_root: Path,
+                                                           tmp_path: Path) -> None:
+    """``--robustness-draws`` adds FlatNAS's ``robustness`` (what a top1_robust tuner derives its objective from)."""
+    from nni_ext.trials.ofa2_eval import build_arg_parser, run
+
+    (tmp_path / "arch.json").write_text(json.dumps(digits_space().smallest()))
+    base = ["--supernet", str(digits_supernet), "--data", str(digits_root), "--resolutions", "32,48,64", "--arch",
+            str(tmp_path / "arch.json"), "--calib-images", "64", "--val-per-class", "6", "--backend", "torchvision",
+            "--workers", "0", "--threads", "1", "--robustness-draws", "3"]
+    first, again = (run(build_arg_parser().parse_args([*base, "--robustness-sigma", "0.5"])) for _ in range(2))
+    assert first["robustness"] == again["robustness"] and 0 < first["robustness"] <= 1
+    assert first["default"] == again["default"]
+    assert run(build_arg_parser().parse_args([*base, "--robustness-sigma", "0"]))["robustness"] == 0.0
+    with pytest.raises(Exception, match="--robustness-draws -1"):
+        run(build_arg_parser().parse_args([*base[:-2], "--robustness-draws", "-1"]))

@@ -15,6 +15,10 @@ With ``--poly-activation`` (CNAS's functional constraint) every ReLU of the sub-
 ReLU in its first units and squeeze-excite blocks; its h-swish and h-sigmoid are kept) is swapped for the
 polynomial ``0.01x² + 0.5x`` before recalibration, fine-tuning and evaluation.
 
+With ``--robustness-draws M`` it reports FlatNAS's ``robustness`` (:func:`nni_ext.robustness.weight_noise_robustness`
+on the val split, seeded by ``--seed``); a tuner with the objective ``top1_robust`` derives that from ``default``
+and ``robustness``. ``--sam-rho`` fine-tunes with adaptive SAM (FlatNAS trains its candidates so).
+
 With ``--epochs N`` (default 0: none) the sub-network is fine-tuned before the evaluation, as
 NSGANetV2's evaluator does for datasets other than ImageNet (``n_epochs=5``): the classifier is reset
 to the dataset's classes (dropout 0.2), BN is recalibrated, then N epochs of SGD (momentum 0.9,
@@ -97,6 +101,14 @@ def build_arg_parser() -> argparse.ArgumentParser:
     f.add_argument("--dropout", type=float, default=0.2, help="dropout of the reset classifier (default 0.2)")
     f.add_argument("--reset-classifier", choices=["always", "auto", "never"], default="always",
                    help="before fine-tuning: always (NSGANetV2), auto (when the class count differs), never")
+    f.add_argument("--sam-rho", type=float, default=None, metavar="RHO",
+                   help="fine-tune with adaptive SAM of this radius (FlatNAS: 2.0; default plain SGD)")
+    r = p.add_argument_group("robustness (FlatNAS)")
+    r.add_argument("--robustness-draws", type=int, default=0, metavar="M",
+                   help="report `robustness`: mean |acc(w) - acc(w + sigma w z)| over M draws of multiplicative "
+                        "Gaussian weight noise on the val split (FlatNAS: 20; default 0, not measured); a tuner "
+                        "with the objective top1_robust derives it from default and robustness")
+    r.add_argument("--robustness-sigma", type=float, default=0.05, help="noise scale sigma (default 0.05)")
     f.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                    help="float16 autocast while fine-tuning (default: on CUDA)")
     f.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
@@ -116,6 +128,9 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     from ..trainers.evaluation import evaluate, recalibrate_batchnorm
     from ._runner import get_next_architecture, in_nni_trial, report_final, report_intermediate
 
+    if args.robustness_draws < 0 or args.robustness_sigma < 0:
+        raise NniExtError(f"--robustness-draws {args.robustness_draws} and --robustness-sigma "
+                          f"{args.robustness_sigma} must be >= 0")
     if args.calib_images < 0 or args.calib_batch_size < 1:
         raise NniExtError(f"--calib-images {args.calib_images} must be >= 0 and --calib-batch-size "
                           f"{args.calib_batch_size} >= 1")
@@ -165,6 +180,12 @@ def run(args: argparse.Namespace) -> dict[str, float]:
         model.eval()
         metrics.update(finetune_epochs=args.epochs, train_loss=rows[-1]["loss"], train_top1=rows[-1]["top1"])
     after = evaluate(model, val)
+    if args.robustness_draws:
+        from ..robustness import weight_noise_robustness
+
+        metrics["robustness"] = weight_noise_robustness(model, val, sigma=args.robustness_sigma,
+                                                        draws=args.robustness_draws, seed=args.seed,
+                                                        device=device).robustness
     metrics = {"default": after["top1"], "top5": after["top5"], "flops": cost.flops, "params": cost.params,
                "activations": cost.activations, "peak_activation_bytes": cost.peak_activation_bytes,
                **({"poly_activation": 1} if args.poly_activation else {}),
@@ -193,7 +214,7 @@ def _finetune_recipe(args: argparse.Namespace) -> Any:
     return finetune_recipe(lr=args.lr, weight_decay=args.weight_decay, momentum=args.momentum,
                            nesterov=args.nesterov, batch_size=args.train_batch_size,
                            label_smoothing=args.label_smoothing, amp=args.amp, channels_last=args.channels_last,
-                           seed=args.seed, quiet=True)
+                           seed=args.seed, quiet=True, sam_rho=args.sam_rho)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
