@@ -8,11 +8,16 @@ from NNI's database with the same rule.
 
 :func:`write_report` writes ``trials.csv``, ``pareto.csv``/``pareto.json``, ``hypervolume.csv`` and two
 plots (``pareto_front.png``, ``hypervolume.png``); :func:`select_points` picks architectures from the
-front by preference (achievement scalarization, as NSGANetV2's ``post_search``) or by trade-off (knees),
-always including the best point of the first objective.
+front as the post-search of NSGANetV2 and CNAS does: by trade-off (knees; the best point of the first
+objective always included), closest to a preference (achievement scalarization), or the best values of
+one objective; ``n_exits`` restricts the choice to early-exit architectures with that many exits.
+:func:`write_selection` writes ``pick_NN.json``, ``selection.csv`` and, per pick, CNAS's folder
+``pick_NN/`` with ``net.subnet`` and ``net.stats`` (plus ``net.config``/``net.inherited`` from a supernet).
 """
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -22,9 +27,9 @@ import numpy as np
 from ._io import atomic_write_csv, atomic_write_json
 from .core.archive import Archive, ArchiveFiles, Record, find_archive_dirs, params_key
 from .core.constraints import Constraint, parse_constraints
-from .core.metrics import COST_KEYS, decode_values
+from .core.metrics import COST_KEYS, canonical, decode_values
 from .errors import NniExtError
-from .pareto import Objectives, parse_preference, pick
+from .pareto import Objectives, non_dominated, parse_preference, pick
 from .results import ExperimentResults, TrialResult
 
 #: NNI trial states whose final metric counts
@@ -244,20 +249,164 @@ def _plots(a: Analysis, front: list[int], out: Path) -> dict[str, Path]:
     return {"pareto_png": front_png, "hypervolume_png": hv_png}
 
 
-def select_points(a: Analysis, n: int, prefer: str | None = None) -> list[int]:
-    """Indices into ``a.trials`` of ``n`` picks from the front; the best of the first objective comes first."""
-    front = a.front
+#: ``--prefer`` words for the knee (highest trade-off) picks, what no ``--prefer`` gives
+TRADE_OFF = ("trade-off", "tradeoff")
+#: exit genes of the ``ofa-mbv3-ee`` space (:mod:`nni_ext.spaces.ofa_mbv3_ee`): ``t_<stage>`` thresholds
+#: (EDANAS; 1 = no exit) and ``exit_<stage>`` on/off bits (NACHOS)
+EXIT_GENE = re.compile(r"^(t|exit)_([1-9])$")
+#: labels that make an architecture an OFA MobileNetV3 one (``ofa-mbv3``, ``ofa-mbv3-ee``)
+OFA_MARKERS = ("ks_0", "e_0", "d_0", "r")
+
+
+def plain_parameters(params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """An architecture as a plain ``label -> value`` dict (NNI's ``{"_value": v, "_idx": i}`` unwrapped)."""
+    return {k: v["_value"] if isinstance(v, Mapping) and "_value" in v else v for k, v in (params or {}).items()}
+
+
+def exit_genes(arch: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The early-exit genes of an architecture (``t_1`` … ``t_4`` or ``exit_1`` … ``exit_4``), in stage order."""
+    plain = plain_parameters(arch)
+    genes = [(int(m.group(2)), k) for k in plain if (m := EXIT_GENE.match(k))]
+    return {k: plain[k] for _, k in sorted(genes)}
+
+
+def active_exits(arch: Mapping[str, Any] | None) -> int | None:
+    """How many early exits ``arch`` builds besides the final classifier; ``None`` when it has no exit genes.
+
+    A threshold gene ``t_<stage>`` builds an exit when it is below 1 (1 = no exit, EDANAS); an on/off gene
+    ``exit_<stage>`` when it is 1 (NACHOS), as :meth:`OfaMbv3EeSpace.exit_thresholds` reads them.
+    """
+    genes = exit_genes(arch)
+    if not genes:
+        return None
+    count = 0
+    for label, value in genes.items():
+        number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else float("nan")
+        count += int(number < 1.0) if label.startswith("t_") else int(number == 1.0)
+    return count
+
+
+def is_ofa_arch(arch: Mapping[str, Any] | None) -> bool:
+    """Whether ``arch`` has the labels of an OFA MobileNetV3 architecture (``ks_0``, ``e_0``, ``d_0``, ``r``)."""
+    return all(k in (arch or {}) for k in OFA_MARKERS)
+
+
+def _eligible_front(a: Analysis, n_exits: int | None) -> np.ndarray:
+    """The front (feasible part, if any) of the trials eligible under ``n_exits``; indices into ``a.trials``."""
+    if n_exits is None:
+        front = a.front
+    else:
+        if isinstance(n_exits, bool) or not isinstance(n_exits, int) or n_exits < 0:
+            raise NniExtError(f"--n-exits {n_exits!r}: give the number of early exits, 0 or more")
+        counts = [active_exits(t.parameters) for t in a.trials]
+        if all(c is None for c in counts):
+            raise NniExtError(f"--n-exits {n_exits}: the architectures of experiment {a.results.id} have no "
+                              "early-exit genes (t_1..t_4 or exit_1..exit_4 of the ofa-mbv3-ee space); drop --n-exits")
+        eligible = np.array([i for i, c in enumerate(counts) if c == n_exits], dtype=int)
+        if not len(eligible):
+            found = ", ".join(str(c) for c in sorted({c for c in counts if c is not None}))
+            raise NniExtError(f"--n-exits {n_exits}: no finished architecture has {n_exits} active exits; "
+                              f"the experiment has architectures with {found}")
+        front = eligible[non_dominated(a.F[eligible], a.cv[eligible])]
     feasible = front[a.cv[front] <= 0]
-    front = feasible if len(feasible) else front
+    return feasible if len(feasible) else front
+
+
+def prefer_mode(prefer: str | None, objectives: Objectives) -> tuple[str, Any]:
+    """What ``--prefer`` asks for: ``("trade-off", None)``, ``("reference", vector)`` or ``("objective", index)``."""
+    text = (prefer or "").strip()
+    if not text or text.lower() in TRADE_OFF:
+        return "trade-off", None
+    if "#" in text:
+        return "reference", parse_preference(text, objectives)
+    key = canonical(text)
+    if key in objectives.keys:
+        return "objective", objectives.keys.index(key)
+    raise NniExtError(f"--prefer {text!r} is not an objective of this experiment; give one of "
+                      f"{', '.join(objectives.keys)} (its best values), trade-off (the knees) or KEY#VALUE+... "
+                      f"(closest to those values, e.g. {objectives.keys[0]}#0.9)")
+
+
+def select_points(a: Analysis, n: int, prefer: str | None = None, *, n_exits: int | None = None) -> list[int]:
+    """Indices into ``a.trials`` of ``n`` picks from the front.
+
+    ``prefer``: ``None`` or ``"trade-off"`` (the knees; the best of the first objective comes first),
+    ``"KEY#VALUE+..."`` (closest by ASF; the best of the first objective comes first) or an objective key
+    (the ``n`` front points best in it, in its own sense: lowest ``flops``, highest maximised ``default``;
+    ties go to the better other objectives). ``n_exits``: only architectures with that many early exits
+    (:func:`active_exits`) take part, and the front is theirs.
+    """
+    front = _eligible_front(a, n_exits)
     F = a.F[front]
-    preference = parse_preference(prefer, a.objectives) if prefer else None
+    mode, value = prefer_mode(prefer, a.objectives)
+    if mode == "objective":
+        order = np.lexsort(tuple(F[:, j] for j in reversed(range(F.shape[1]))) + (F[:, value],))
+        return [int(front[i]) for i in order[:n]]
     best = int(np.argmin(F[:, 0]))
-    return [int(front[i]) for i in pick(F, min(n, len(front)), preference=preference, always=best)]
+    return [int(front[i]) for i in pick(F, min(n, len(front)), preference=value, always=best)]
 
 
-def write_selection(a: Analysis, picks: list[int], out: str | Path) -> list[Path]:
-    """One JSON per pick (``pick_01.json``…: parameters, metrics, trial id) plus ``selection.csv``."""
+def net_subnet(params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``net.subnet`` of an architecture: the OFA dict as ``nni-ext ofa export`` writes it (plus the exit genes
+    of an early-exit one) for OFA MobileNetV3 labels, else the plain ``label -> value`` dict."""
+    plain = plain_parameters(params)
+    if not is_ofa_arch(plain):
+        return plain
+    from .ofa2.export import to_subnet
+
+    try:
+        return {**to_subnet(plain), **exit_genes(plain)}
+    except (KeyError, TypeError, ValueError):  # OFA-like names but not the space's labels: keep them as they are
+        return plain
+
+
+def _net_stats(a: Analysis, i: int, rank: int) -> dict[str, Any]:
+    """CNAS's ``net.stats``: the trial's metrics at the top level, plus who it is and its objective values."""
+    t = a.trials[i]
+    metrics = {k: v for k, v in (t.metrics or {}).items() if k != "architecture"}
+    values = a.objectives.values(a.F[i])
+    stats: dict[str, Any] = {**metrics, "rank": rank, "trial_id": t.trial_id, "parameter_id": t.parameter_id,
+                             "objectives": {k: float(v) for k, v in zip(a.objectives.keys, values)},
+                             "senses": a.objectives.describe(), "feasible": bool(a.cv[i] <= 0)}
+    exits = active_exits(t.parameters)
+    if exits is not None:
+        stats["n_exits"] = exits
+    return stats
+
+
+def _check_exportable(a: Analysis, picks: list[int]) -> None:
+    from .ofa2.export import validate_arch
+
+    for i in picks:
+        t = a.trials[i]
+        plain = plain_parameters(t.parameters)
+        if not is_ofa_arch(plain):
+            raise NniExtError(f"--supernet exports OFA MobileNetV3 architectures, but trial {t.trial_id}'s parameters "
+                              f"({', '.join(list(plain)[:4])}, ...) are not one (labels ks_0..ks_19, e_0..e_19, "
+                              "d_0..d_4, r); drop --supernet")
+        backbone = {k: v for k, v in plain.items() if k not in exit_genes(plain)}
+        validate_arch(backbone, f"trial {t.trial_id}")
+
+
+def write_selection(a: Analysis, picks: list[int], out: str | Path, *,
+                    supernet: str | os.PathLike | None = None) -> list[Path]:
+    """Write the picks; returns the paths of their ``pick_NN.json``.
+
+    * ``pick_NN.json`` (rank, trial id, parameter id, parameters as NNI handed them, metrics) and
+      ``selection.csv`` (one row per pick: objectives, feasibility, parameters);
+    * ``pick_NN/net.subnet`` (:func:`net_subnet`) and ``pick_NN/net.stats`` (the trial's metrics, trial and
+      parameter ids, ``objectives`` values and ``senses``, ``feasible``, ``n_exits`` of an early-exit one);
+    * with ``supernet`` (OFA MobileNetV3 architectures only): ``pick_NN/net.config`` and ``net.inherited``,
+      the weights inherited from it (:func:`nni_ext.ofa2.export.export_subnet`; of an early-exit
+      architecture, its backbone's: the supernet has no exit heads).
+    """
     out = Path(out)
+    loaded = None
+    if supernet is not None:
+        from .ofa2.supernet import load_supernet
+
+        _check_exportable(a, picks)  # before anything is loaded or written
+        loaded = load_supernet(supernet)
     paths = []
     for rank, i in enumerate(picks, 1):
         t = a.trials[i]
@@ -265,5 +414,15 @@ def write_selection(a: Analysis, picks: list[int], out: str | Path) -> list[Path
         paths.append(atomic_write_json(out / f"pick_{rank:02d}.json", {
             "rank": rank, "trial_id": t.trial_id, "parameter_id": t.parameter_id,
             "parameters": t.parameters, "metrics": metrics}))
+        folder = out / f"pick_{rank:02d}"
+        if loaded is not None:
+            from .ofa2.export import export_subnet
+
+            plain = plain_parameters(t.parameters)
+            genes = exit_genes(plain)
+            export_subnet(loaded, {k: v for k, v in plain.items() if k not in genes}, folder, subnet_extra=genes)
+        else:
+            atomic_write_json(folder / "net.subnet", net_subnet(t.parameters), indent=None)
+        atomic_write_json(folder / "net.stats", _net_stats(a, i, rank))
     atomic_write_csv(out / "selection.csv", [{"rank": r, **row} for r, row in enumerate(_rows(a, picks), 1)])
     return paths

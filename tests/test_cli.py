@@ -70,7 +70,8 @@ def test_standalone_cost_trial_reports_metrics(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("args,message", [
-    (["cost", "nosuchspace"], "unknown search space 'nosuchspace'; registered spaces: nas-bench-201, ofa-mbv3, spos"),
+    (["cost", "nosuchspace"], "unknown search space 'nosuchspace'; registered spaces: nas-bench-201, ofa-mbv3, "
+                              "ofa-mbv3-ee, spos, spos-digits"),
     (["ss_gen", "nosuchspace"], "unknown search space 'nosuchspace'"),
     (["ss_gen"], "give a SPACE"),
     (["cost", "spos", "--arch", "ARCH"], "label 'layer_1' has value \"conv\", which is not a candidate; allowed "

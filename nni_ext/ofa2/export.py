@@ -171,12 +171,15 @@ def unique_names(picks: list[Pick]) -> list[Pick]:
 
 
 # ------------------------------------------------------------------------------------------------ export
-def export_subnet(supernet: nn.Module, arch: Mapping[str, Any], out_dir: str | os.PathLike) -> Path:
+def export_subnet(supernet: nn.Module, arch: Mapping[str, Any], out_dir: str | os.PathLike, *,
+                  subnet_extra: Mapping[str, Any] | None = None) -> Path:
     """Write ``net.subnet``, ``net.config`` and ``net.inherited`` of ``arch`` (NNI labels) into ``out_dir``.
 
     The sub-network is the supernet's active one with ``preserve_weight=True`` (OFA's
     ``get_active_subnet``): kernels centre-cropped and transformed, expand channels the first ones,
-    BN statistics sliced. Files are written atomically; returns ``out_dir``.
+    BN statistics sliced. ``subnet_extra`` adds fields to ``net.subnet`` only (``nni-ext select`` writes
+    the exit genes of an ``ofa-mbv3-ee`` architecture there; ``arch`` is then its backbone, whose weights
+    the supernet holds, while exit heads are built by the space). Files are written atomically; returns ``out_dir``.
     """
     import torch
 
@@ -190,7 +193,7 @@ def export_subnet(supernet: nn.Module, arch: Mapping[str, Any], out_dir: str | o
     model = build_subnet(supernet, to_ofa(arch), preserve_weight=True)
     config = {**model.config, "resolution": int(arch["r"])}
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    atomic_write_json(out / SUBNET_FILE, to_subnet(arch), indent=None)
+    atomic_write_json(out / SUBNET_FILE, {**to_subnet(arch), **dict(subnet_extra or {})}, indent=None)
     atomic_write_json(out / CONFIG_FILE, config, indent=4)
     atomic_write(out / WEIGHTS_FILE, lambda tmp: torch.save({"state_dict": state}, tmp))
     return out
