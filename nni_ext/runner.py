@@ -48,15 +48,23 @@ def parse_space_args(items: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-def parse_resolutions(text: str) -> list[int]:
-    """``"160,192,224"`` -> ``[160, 192, 224]`` (an argparse ``type``)."""
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        values = []
-    if not values:
-        raise argparse.ArgumentTypeError(f"{text!r} must be comma-separated integers, e.g. 160,192,224")
-    return values
+def int_list(example: str) -> Callable[[str], list[int]]:
+    """An argparse ``type`` for ``"1,2,3"`` -> ``[1, 2, 3]``; ``example`` goes into its error message."""
+
+    def parse(text: str) -> list[int]:
+        try:
+            values = [int(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            values = []
+        if not values:
+            raise argparse.ArgumentTypeError(f"{text!r} must be comma-separated integers, e.g. {example}")
+        return values
+
+    return parse
+
+
+#: ``"160,192,224"`` -> ``[160, 192, 224]`` (an argparse ``type``)
+parse_resolutions = int_list("160,192,224")
 
 
 def check_output_path(path: str | os.PathLike, option: str, *, directory: bool = False,

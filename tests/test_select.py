@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -33,12 +33,7 @@ OFA_VALUES = [(0.50, 1.0), (0.40, 1.0), (0.60, 2.0), (0.70, 3.0), (0.65, 3.5), (
 OFA_FRONT = ["T7", "T0", "T2", "T3", "T5", "T6"]  # by flops
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # 2 shared cores: more threads only spin
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _nni(arch: dict[str, Any], space: OfaMbv3Space) -> dict[str, Any]:

@@ -46,6 +46,7 @@ import time
 from typing import Any, Sequence
 
 from ..errors import NniExtError
+from ..runner import int_list
 from ._runner import parse_resolutions, trial_main
 
 
@@ -56,16 +57,6 @@ def _floats(text: str) -> list[float]:
         values = []
     if not values:
         raise argparse.ArgumentTypeError(f"{text!r} must be comma-separated numbers, e.g. 0.1,0.2,1")
-    return values
-
-
-def _ints(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        values = []
-    if not values:
-        raise argparse.ArgumentTypeError(f"{text!r} must be comma-separated integers, e.g. 1,2,3,4")
     return values
 
 
@@ -82,7 +73,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
                    help="exit genes: EDANAS thresholds t_<stage> (default) or NACHOS on/off bits exit_<stage>")
     s.add_argument("--thresholds", type=_floats, default=None,
                    help="threshold gene values, each in (0, 1] (default 0.1,0.2,1; 1 = no exit)")
-    s.add_argument("--stages", type=_ints, default=None, help="stages that may carry an exit (default 1,2,3,4)")
+    s.add_argument("--stages", type=int_list("1,2,3,4"), default=None,
+                   help="stages that may carry an exit (default 1,2,3,4)")
     s.add_argument("--exit-threshold", type=float, default=0.5, help="rule threshold of an exit switched on by a "
                                                                      "binary gene (default 0.5)")
     p.add_argument("--calib-images", type=int, default=2000, help="training images for BN recalibration (OFA: 2000)")
