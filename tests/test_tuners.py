@@ -130,3 +130,34 @@ def test_import_data_trusts_the_parameters_a_trial_reported() -> None:
     assert [(r.params, r.metrics) for r in tuner.archive.finished] == [(ran, {"default": 2.0})]
 
 
+
+
+def test_a_result_arriving_after_its_trial_end_is_kept(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """NNI's dispatcher handles TrialEnd on another thread than final results: the end can come first.
+
+    Inside the dispatcher a successful end waits (NNI_EXT_RESULT_GRACE seconds) for the result instead of
+    recording the trial as failed; a trial whose result never comes is failed after the wait.
+    """
+    import json
+    import time
+
+    from nni_ext.core.tuner import api_lock
+    from nni_ext.tuners import NSGA2Tuner
+
+    monkeypatch.setenv("NNI_LOG_DIRECTORY", str(tmp_path / "log"))
+    monkeypatch.setenv("NNI_EXT_RESULT_GRACE", "0.3")
+    tuner = NSGA2Tuner(objectives={"default": "maximize", "f2": "minimize"}, seed=0, population_size=4,
+                       output_dir=str(tmp_path / "out"))
+    tuner.update_search_space({"a": {"_type": "uniform", "_value": [0, 1]}})
+    first, _ = tuner.generate_parameters(0), tuner.generate_parameters(1)
+    tuner.trial_end(0, True)  # the end first, then its result
+    tuner.receive_trial_result(0, first, json.dumps({"default": 0.5, "f2": 1.0}))
+    tuner.trial_end(1, True)  # no result ever
+    assert [r.parameter_id for r in tuner.archive.running()] == [1]
+    deadline = time.time() + 10
+    while tuner.archive.running() and time.time() < deadline:
+        time.sleep(0.05)
+    with api_lock(tuner):  # the timer thread records the failure and writes the files under the tuner's lock
+        pass
+    assert [(r.parameter_id, r.status.value) for r in tuner.archive.finished] == [(0, "succeeded"), (1, "failed")]
+    assert "trial ended without a final result" in (tmp_path / "out" / "history.csv").read_text()

@@ -21,6 +21,8 @@ import inspect
 import logging
 import math
 import os
+import threading
+import weakref
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Mapping, TypeVar
 
@@ -168,6 +170,51 @@ def _checked_init(init: Callable[..., None]) -> Callable[..., None]:
     return checked
 
 
+#: one re-entrant lock per tuner (kept outside the object, so tuners pickle without it)
+_LOCKS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def api_lock(tuner: Any) -> Any:
+    """The lock that serialises a tuner's NNI calls (a subclass's own ``_lock`` when it has one)."""
+    own = tuner.__dict__.get("_lock")
+    if own is not None:
+        return own
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(tuner)
+        if lock is None:
+            lock = _LOCKS[tuner] = threading.RLock()
+        return lock
+
+
+def _serialized(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Run an NNI entry point under the tuner's lock: NNI's dispatcher calls ``trial_end`` (and intermediate
+    results) from another thread than ``generate_parameters`` and final results."""
+
+    @functools.wraps(method)
+    def locked(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with api_lock(self):
+            return method(self, *args, **kwargs)
+
+    return locked
+
+
+def result_grace_seconds() -> float:
+    """How long a trial that ended successfully without a final result waits for that result.
+
+    NNI's dispatcher handles ``TrialEnd`` on another thread than final metrics, so the end of a trial can
+    reach the tuner a moment before its result. Inside NNI's dispatcher (``NNI_LOG_DIRECTORY`` set) the
+    record is failed only if no result came after ``NNI_EXT_RESULT_GRACE`` seconds (default 10); in-process
+    (tests, benchmarks) at once.
+    """
+    if not os.environ.get("NNI_LOG_DIRECTORY"):
+        return 0.0
+    try:
+        return max(0.0, float(os.environ.get("NNI_EXT_RESULT_GRACE", "10")))
+    except ValueError:
+        return 10.0
+
+
 class BaseTuner(Tuner):
     """Base class of every nni_ext tuner (see the module docstring for the hooks).
 
@@ -208,6 +255,7 @@ class BaseTuner(Tuner):
         self.generation: int | None = None
 
     # ------------------------------------------------------------------ NNI API
+    @_serialized
     def update_search_space(self, search_space: Mapping[str, Any]) -> None:
         self.space = ParameterSpace(search_space)
         unsupported = sorted({p.type for p in self.space.parameters} - set(self.supported_types))
@@ -216,6 +264,7 @@ class BaseTuner(Tuner):
                              f"the search space; it supports {', '.join(self.supported_types)}")
         self._on_search_space()
 
+    @_serialized
     def generate_parameters(self, parameter_id: int, **kwargs: Any) -> dict[str, Any]:
         if self.space is None:
             raise RuntimeError("the search space has not been set; give searchSpaceFile in the experiment config")
@@ -223,6 +272,7 @@ class BaseTuner(Tuner):
         self.archive.propose(params, parameter_id, generation=self.generation)
         return params
 
+    @_serialized
     def receive_trial_result(self, parameter_id: int, parameters: Mapping[str, Any], value: Any,
                              **kwargs: Any) -> None:
         record = self.archive.pending(parameter_id)
@@ -240,9 +290,22 @@ class BaseTuner(Tuner):
         self._tell(record)
         self.write_files()
 
+    @_serialized
     def trial_end(self, parameter_id: int, success: bool, **kwargs: Any) -> None:
+        if self.archive.pending(parameter_id) is None:
+            return
+        grace = result_grace_seconds() if success else 0.0
+        if grace > 0:  # its result may still be on NNI's other queue: fail it only if none comes
+            timer = threading.Timer(grace, self._ended_without_result, (parameter_id, success))
+            timer.daemon = True
+            timer.start()
+            return
+        self._ended_without_result(parameter_id, success)
+
+    @_serialized
+    def _ended_without_result(self, parameter_id: int, success: bool) -> None:
         record = self.archive.pending(parameter_id)
-        if record is None:
+        if record is None:  # the result came after all
             return
         reason = "trial ended without a final result" + ("" if success else " (failed or early-stopped)")
         logger.warning("%s: trial %d %s", type(self).__name__, parameter_id, reason)
@@ -250,6 +313,7 @@ class BaseTuner(Tuner):
         self._tell(record)
         self.write_files()
 
+    @_serialized
     def import_data(self, data: list[dict[str, Any]]) -> None:
         """Replay finished trials (``[{"parameter": ..., "value": ...}]``) so a resumed search continues.
 
