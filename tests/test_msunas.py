@@ -105,6 +105,65 @@ def test_exact_costs_are_never_predicted_and_constraints_hold_before_dispatch() 
     assert done and any(set(p.values()) == {"none"} for p, _ in done)
 
 
+def test_latency_from_the_space_is_exact_in_history_and_constraints_hold_before_dispatch(tmp_path: Path) -> None:
+    """NAS-Bench-201 with a dataset: latency_ms is the table's (never predicted) and a limit on it is pre-checked."""
+    import csv
+
+    from nni_ext.nb201 import OPS, table
+
+    lookup = NasBench201Table("cifar10")
+    limit = 12.0  # ms: about a third of the cells are slower
+    tuner = MSuNASTuner(objectives={"default": "maximize", "latency_ms": "minimize"},
+                        constraints={"latency_ms": f"<= {limit}"}, space="nas-bench-201",
+                        space_args={"dataset": "cifar10"}, surrogate="rbf", selection="hvi", initial_samples=8,
+                        batch_size=4, seed=1, output_dir=str(tmp_path))
+    # the trial reports a latency that is wrong on purpose: the table's value must win
+    done = simulate(tuner, {label: {"_type": "choice", "_value": list(OPS)} for label in LABELS},
+                    lambda p: {"default": lookup.lookup(p, seed=0)["default"], "latency_ms": 1e6}, n_trials=24,
+                    concurrency=2)
+    assert len(done) == 24 and tuner.exact == ["latency_ms"] and tuner.predicted == ["default"]
+    truth = {json.dumps(p, sort_keys=True): lookup.lookup(p)["latency_ms"] for p, _ in done}
+    assert all(v <= limit for v in truth.values())  # no dispatched cell breaks the limit
+    assert (table("cifar10").latency_ms > limit).mean() > 0.2  # and the limit does cut the space
+    with open(tmp_path / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 24
+    for row in rows:
+        params = json.loads(row["parameters"])
+        assert float(row["latency_ms"]) == pytest.approx(truth[json.dumps(params, sort_keys=True)], rel=1e-9)
+    iteration = json.loads(sorted(tmp_path.glob("iter_*.json"))[-1].read_text())
+    assert [s["objective"] for s in iteration["surrogates"]] == ["default"]  # one surrogate: accuracy only
+
+
+def test_latency_table_class_arg_makes_latency_exact_for_msunas_and_nsga2(tmp_path: Path) -> None:
+    """A per-layer table (file or folder of <r>_lookup_table.yaml): latency_ms is the sum of the layers' means."""
+    from nni_ext.cost import ExactCosts, LatencyTable
+    from nni_ext.spaces import create_space
+
+    space = create_space("nas-bench-201")
+    keys = sorted(space.all_latency_keys(32))
+    table = LatencyTable({k: {"mean": 0.5 + i, "std": 0.0, "count": 1} for i, k in enumerate(keys)})
+    (tmp_path / "tables").mkdir()
+    table.save(tmp_path / "tables" / "32_lookup_table.yaml")
+    table.save(tmp_path / "one.yaml")
+    exact = lambda p: table.predict(space.latency_keys(p, 32))  # noqa: E731
+    lookup = NasBench201Table("cifar10")
+    limit = float(np.median([exact(space.sample(np.random.default_rng(i))) for i in range(50)]))
+    common = dict(objectives={"default": "maximize", "latency_ms": "minimize"},
+                  constraints={"latency_ms": f"<= {limit}"}, space="nas-bench-201", seed=0)
+    for tuner in (MSuNASTuner(**common, latency_table=str(tmp_path / "tables"), surrogate="rbf", initial_samples=6,
+                              batch_size=3),
+                  NSGA2Tuner(**common, latency_table=str(tmp_path / "one.yaml"), population_size=6)):
+        done = simulate(tuner, space.to_nni(), lambda p: {"default": lookup.lookup(p)["default"]}, n_trials=15)
+        assert len(done) == 15 and all(exact(p) <= limit for p, _ in done), type(tuner).__name__
+        assert all(r.metrics["latency_ms"] == pytest.approx(exact(r.params)) for r in tuner.archive.finished)
+    assert ExactCosts(space, latency=tmp_path / "tables").latency_ms(done[0][0]) == pytest.approx(exact(done[0][0]))
+    with pytest.raises(ValueError, match="latency_table sums per-layer latencies of a space's layers"):
+        MSuNASTuner(objectives=MINMIN, latency_table=str(tmp_path / "one.yaml"))
+    with pytest.raises(ValueError, match="latency_table=3"):
+        NSGA2Tuner(objectives=MINMIN, space="nas-bench-201", latency_table=3)
+
+
 def test_bad_class_args_are_one_clear_value_error() -> None:
     for args, match in (({"surrogate": "krig"}, "surrogate='krig'"), ({"batch_size": "8"}, "batch_size='8'"),
                         ({"selection": "best"}, "selection='best'"), ({"initial_sample": 3}, "initial_sample")):

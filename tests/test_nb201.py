@@ -174,6 +174,27 @@ def test_cost_table_params_equal_the_benchmark_for_every_cell() -> None:
         assert cost.cost(cells[i]).params == arrays.params[i], cells[i]
 
 
+def test_space_with_a_dataset_gives_the_tables_latency_exactly() -> None:
+    from nni_ext.cost import ExactCosts
+
+    space = create_space("nas-bench-201", dataset="imagenet16-120")
+    assert space.config["num_classes"] == 120 and space.default_input_size == 16
+    table = nb201.NasBench201Table("imagenet")
+    costs = ExactCosts(space)
+    assert "latency_ms" in costs.keys
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        arch = space.sample(rng)
+        got = costs.metrics(arch)
+        assert got["latency_ms"] == pytest.approx(table.lookup(arch)["latency_ms"], rel=1e-12)
+        assert got["params"] == table.lookup(arch)["params"]
+    assert "latency_ms" not in ExactCosts(create_space("nas-bench-201")).keys  # no dataset: nothing to look up
+    with pytest.raises(ValueError, match="num_classes=100 does not match dataset 'cifar10'"):
+        create_space("nas-bench-201", dataset="cifar10", num_classes=100)
+    with pytest.raises(NniExtError, match="unknown NAS-Bench-201 dataset 'mnist'"):
+        create_space("nas-bench-201", dataset="mnist")
+
+
 def test_checked_in_search_space_is_the_space() -> None:
     exported = json.loads((REPO / "search_spaces" / "nas-bench-201.json").read_text())
     assert exported == {label: {"_type": "choice", "_value": list(nb201.OPS)} for label in nb201.LABELS}

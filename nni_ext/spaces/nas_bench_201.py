@@ -10,7 +10,9 @@ earlier node, node 3 the output. Operations: ``none`` (zeros), ``skip_connect`` 
 
 Labels ``edge_<to>_<from>`` in NAS-Bench-201's edge order; :mod:`nni_ext.nb201` looks the trained
 accuracy, latency and training time of any architecture up in the benchmark's tables, and the
-parameter count of a built network equals the table's ``params``.
+parameter count of a built network equals the table's ``params``. With a ``dataset`` argument the space
+also gives each cell's measured latency (``exact_metrics``), so a tuner given the space computes
+``latency_ms`` exactly, as it does FLOPs, instead of predicting it.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from ..nb201 import EDGES, LABELS, OPS
+from ..nb201 import EDGES, INPUT_SIZE, LABELS, NUM_CLASSES, OPS, cell_index, dataset_name
 from .base import SearchSpace
 from .registry import register_space
 
@@ -153,9 +155,12 @@ class NasBench201Space(SearchSpace):
     """NAS-Bench-201: labels ``edge_1_0, edge_2_0, edge_2_1, edge_3_0, edge_3_1, edge_3_2``, 5 operations each.
 
     ``num_classes`` 10 / 100 / 120 for the CIFAR-10 / CIFAR-100 / ImageNet16-120 tables (input 32 / 32 / 16
-    pixels). Cost units: ``stem``, ``reduction1``, ``reduction2``, ``head`` and, per stage and operation, the
-    operation applied ``num_cells`` times at that stage's shape (``stage2=nor_conv_3x3``), listed once per edge
-    that uses it (every edge of a stage has the same shape): 19 units to count, not 94.
+    pixels). ``dataset`` (``cifar10``, ``cifar100``, ``imagenet``; needs the tables, ``nni-ext[bench]``) sets
+    both from the dataset and makes ``latency_ms`` exact: :meth:`exact_metrics` looks the cell's latency up in
+    that dataset's table (what ``nni_ext.trials.nb201_trial --dataset`` reports). Cost units: ``stem``,
+    ``reduction1``, ``reduction2``, ``head`` and, per stage and operation, the operation applied ``num_cells``
+    times at that stage's shape (``stage2=nor_conv_3x3``), listed once per edge that uses it (every edge of a
+    stage has the same shape): 19 units to count, not 94.
 
     Example:
         >>> space = NasBench201Space()
@@ -167,12 +172,39 @@ class NasBench201Space(SearchSpace):
     name = "nas-bench-201"
     default_input_size = 32
 
-    def __init__(self, *, num_classes: int = 10, channels: int = 16, num_cells: int = 5,
-                 input_size: int = 32) -> None:
+    def __init__(self, *, num_classes: int | None = None, channels: int = 16, num_cells: int = 5,
+                 input_size: int | None = None, dataset: str | None = None) -> None:
+        extra: dict[str, Any] = {}
+        if dataset is not None:
+            dataset = dataset_name(dataset)
+            for arg, value, want in (("num_classes", num_classes, NUM_CLASSES[dataset]),
+                                     ("input_size", input_size, INPUT_SIZE[dataset])):
+                if value is not None and value != want:
+                    raise ValueError(f"{arg}={value} does not match dataset {dataset!r} ({arg} {want}); "
+                                     f"leave {arg} out, the dataset sets it")
+            if (channels, num_cells) != (16, 5):
+                raise ValueError(f"dataset {dataset!r} tables are for channels 16 and num_cells 5, not {channels} "
+                                 f"and {num_cells}; leave them out or drop dataset")
+            num_classes, input_size = NUM_CLASSES[dataset], INPUT_SIZE[dataset]
+            extra["dataset"] = dataset
+        num_classes = 10 if num_classes is None else num_classes
+        input_size = 32 if input_size is None else input_size
         if input_size % 4:
             raise ValueError(f"input_size={input_size} must be a multiple of 4 (two stride-2 reductions)")
-        super().__init__(num_classes=num_classes, channels=channels, num_cells=num_cells, input_size=input_size)
+        super().__init__(num_classes=num_classes, channels=channels, num_cells=num_cells, input_size=input_size,
+                         **extra)
         self.default_input_size = input_size  # type: ignore[misc]
+        self.dataset = dataset
+        #: the metrics :meth:`exact_metrics` gives (``latency_ms`` with a dataset)
+        self.exact_metric_keys: tuple[str, ...] = ("latency_ms",) if dataset is not None else ()
+
+    def exact_metrics(self, arch: Mapping[str, Any]) -> dict[str, float]:
+        """``{"latency_ms": the table's latency of arch}`` with a ``dataset``; ``{}`` without one."""
+        if self.dataset is None:
+            return {}
+        from ..nb201 import table
+
+        return {"latency_ms": float(table(self.dataset).latency_ms[cell_index(arch)])}
 
     def choices(self) -> dict[str, list[Any]]:
         return {label: list(OPS) for label in LABELS}

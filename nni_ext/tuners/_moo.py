@@ -16,7 +16,8 @@ from nni import NoMoreTrialError
 
 from ..core.archive import Record, params_key
 from ..core.tuner import BaseTuner, check_int, register_tuner, tuner_output_dir
-from ..cost.tiny_ml import EXACT_KEYS, TinyML
+from ..cost.tiny_ml import TinyML
+from ._msunas import check_latency_table
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +55,10 @@ class MultiObjectiveTuner(BaseTuner):
             one (OFA's ``r``), else ``input_size`` (default: the space's).
         tiny_ml: CNAS's figure-of-merit parameters, e.g. ``{pmax: 2.2, mmax: 7, amax: 0.3, wp: 1, wm: 1, wa: 1}``
             (limits in millions; :class:`nni_ext.cost.TinyML`, CNAS's defaults when omitted); needs ``space``.
+        latency_table: per-layer latency tables of ``space`` (a folder of ``<resolution>_lookup_table.yaml`` such
+            as OFA's ``note10/``, or one table file): ``latency_ms`` is then exact like the costs above (filled in,
+            and a constraint on it checked before dispatch). ``space: nas-bench-201`` with
+            ``space_args: {dataset: cifar10}`` gives ``latency_ms`` from the benchmark's table without one.
         max_draws: attempts to find an unseen (and pre-check feasible) point before giving up.
         output_dir: where the archive files go (default ``<experiment dir>/moo``).
         seed: random seed (drawn and logged when omitted).
@@ -69,7 +74,7 @@ class MultiObjectiveTuner(BaseTuner):
                  population_size: int = 50, offspring_size: int | None = None, num_generations: int | None = None,
                  reference_point: Mapping[str, float] | None = None, space: str | None = None,
                  space_args: Mapping[str, Any] | None = None, input_size: int | None = None,
-                 tiny_ml: Mapping[str, Any] | None = None,
+                 tiny_ml: Mapping[str, Any] | None = None, latency_table: str | None = None,
                  max_draws: int = 1000, output_dir: str | None = None, seed: int | None = None) -> None:
         check_int("population_size", population_size, 2)
         offspring_size = population_size if offspring_size is None else offspring_size
@@ -84,6 +89,8 @@ class MultiObjectiveTuner(BaseTuner):
         if tiny_ml is not None and space is None:
             raise ValueError("tiny_ml is computed from a space's cost tables: give space (e.g. space: ofa-mbv3) "
                              "or leave tiny_ml out")
+        check_latency_table(latency_table, space)
+        self.latency_table = latency_table
         super().__init__(seed=seed, objectives=objectives, constraints=constraints, reference_point=reference_point,
                          reference_after=population_size, output_dir=tuner_output_dir(output_dir, "moo"))
         self.objectives, self.constraints = self.archive.objectives, self.archive.constraints
@@ -147,11 +154,11 @@ class MultiObjectiveTuner(BaseTuner):
         from ..spaces import create_space
 
         nas_space = create_space(space, **dict(space_args or {}))
-        cheap = ({c.metric for c in self.constraints} | set(self.objectives.keys)) & set(EXACT_KEYS)
+        model = ExactCosts(nas_space, input_size, self.tiny_ml, latency=self.latency_table)
+        cheap = ({c.metric for c in self.constraints} | set(self.objectives.keys)) & set(model.keys)
         if not cheap:
             logger.warning("%s: space %r given but no objective or constraint on %s to compute from it",
-                           self.algorithm_name, space, "/".join(EXACT_KEYS))
-        model = ExactCosts(nas_space, input_size, self.tiny_ml)
+                           self.algorithm_name, space, "/".join(model.keys))
         model.table(model.input_size)  # build (or read) the default table now, not at the first request
         return model
 

@@ -8,7 +8,9 @@ The loop of the seeds, one *iteration* per planned batch:
 2. **Fit** one surrogate per objective that has no exact model (``surrogate``: rbf | gp | mlp | carts | as,
    :mod:`nni_ext.surrogates`) on the archive's successful results. ``flops``, ``params``, ``activations``,
    ``peak_activation_bytes`` and ``tiny_ml`` objectives and constraints are computed exactly from the space's
-   cost tables, never predicted (``tiny_ml`` classArg: CNAS's limits and weights).
+   cost tables, never predicted (``tiny_ml`` classArg: CNAS's limits and weights); so is ``latency_ms`` where a
+   table gives it (``latency_table``: per-layer tables such as OFA's Note10 ones; or the space's own, e.g.
+   ``space: nas-bench-201`` with ``space_args: {dataset: cifar10}``), as NSGANetV2 does.
 3. **Inner NSGA-II** (``inner_population`` 40, ``inner_generations`` 20) on predicted and exact objectives,
    seeded with the archive's front, integer and categorical genes rounded (per-gene bounds). With a single
    objective, a genetic algorithm keeps the predicted best (CNAS's single-objective path). A finite space of
@@ -58,6 +60,18 @@ logger = logging.getLogger(__name__)
 SELECTIONS = ("spread", "hvi")
 
 
+def check_latency_table(latency_table: Any, space: str | None) -> None:
+    """``latency_table`` is a path (file or folder) and comes with ``space``; one clear error otherwise."""
+    if latency_table is None:
+        return
+    if not isinstance(latency_table, str) or not latency_table:
+        raise ValueError(f"latency_table={latency_table!r} must be the path of a latency table or of a folder of "
+                         "'<resolution>_lookup_table.yaml' files")
+    if space is None:
+        raise ValueError("latency_table sums per-layer latencies of a space's layers: give space (e.g. space: "
+                         "ofa-mbv3) or leave latency_table out")
+
+
 class Features:
     """Parameter dicts as surrogate features: a choice one-hot, any other parameter scaled to [0, 1]."""
 
@@ -91,6 +105,7 @@ class MSuNASTuner(BaseTuner):
             objectives: {default: maximize, flops: minimize}
             constraints: {params: "<= 5e6"}       # optional; constrained domination
             space: nas-bench-201                  # optional: costs computed exactly, never predicted
+            space_args: {dataset: cifar10}        # NAS-Bench-201: latency_ms exact too (from its table)
             surrogate: as                         # rbf | gp | mlp | carts | as
             initial_samples: 100
             batch_size: 8
@@ -99,10 +114,15 @@ class MSuNASTuner(BaseTuner):
     Args:
         objectives: ``{metric key: maximize|minimize}`` (one or more).
         constraints: ``{metric key: "<= bound"}``; on the keys of :data:`nni_ext.cost.EXACT_KEYS` (``flops``,
-            ``params``, ``activations``, ``peak_activation_bytes``, ``tiny_ml``) with a ``space`` they are checked
-            before dispatch (infeasible architectures are never trained).
+            ``params``, ``activations``, ``peak_activation_bytes``, ``tiny_ml``; ``latency_ms`` where a table gives
+            it) with a ``space`` they are checked before dispatch (infeasible architectures are never trained).
         space, space_args, input_size: an nni_ext space whose cost tables give those keys exactly (never
             predicted); the input size is the architecture's own where the space has one (OFA's ``r``).
+            ``nas-bench-201`` with ``space_args: {dataset: ...}`` also gives ``latency_ms`` exactly.
+        latency_table: per-layer latency tables of the space (a folder of ``<resolution>_lookup_table.yaml``
+            such as OFA's ``note10/``, or one table file): ``latency_ms`` is then exact (the sum of the layers'
+            means, :class:`nni_ext.cost.ExactCosts`), never predicted, and a constraint on it is checked before
+            dispatch. Needs ``space``.
         tiny_ml: CNAS's figure-of-merit parameters, e.g. ``{pmax: 2.2, mmax: 7, amax: 0.3, wp: 1, wm: 1, wa: 1}``
             (limits in millions; :class:`nni_ext.cost.TinyML`, CNAS's defaults when omitted); needs ``space``.
         surrogate: the surrogate of every predicted objective (default ``as``, adaptive switching).
@@ -123,7 +143,7 @@ class MSuNASTuner(BaseTuner):
 
     def __init__(self, *, objectives: Mapping[str, str], constraints: Mapping[str, Any] | None = None,
                  space: str | None = None, space_args: Mapping[str, Any] | None = None, input_size: int | None = None,
-                 tiny_ml: Mapping[str, Any] | None = None,
+                 tiny_ml: Mapping[str, Any] | None = None, latency_table: str | None = None,
                  surrogate: str = "as", initial_samples: int = 100, batch_size: int = 8, inner_population: int = 40,
                  inner_generations: int = 20, selection: str = "spread", exploration: float = 0.0,
                  enumerate_up_to: int = 20000,
@@ -147,6 +167,7 @@ class MSuNASTuner(BaseTuner):
         if tiny_ml is not None and space is None:
             raise ValueError("tiny_ml is computed from a space's cost tables: give space (e.g. space: ofa-mbv3) "
                              "or leave tiny_ml out")
+        check_latency_table(latency_table, space)
         super().__init__(seed=seed, objectives=objectives, constraints=constraints, reference_point=reference_point,
                          reference_after=initial_samples, output_dir=tuner_output_dir(output_dir, "msunas"))
         self.objectives, self.constraints = self.archive.objectives, self.archive.constraints
@@ -158,12 +179,10 @@ class MSuNASTuner(BaseTuner):
         # the space (torch, the cost table) is loaded with the search space, not here: NNI's dispatcher must
         # connect to the manager within 10 s of starting, and building the tuner counts towards them
         self.space_name, self.space_args, self.input_size = space, dict(space_args or {}), input_size
+        self.latency_table = latency_table
         self.cost_model: Any = None
-        self.exact = [k for k in self.objectives.keys if space is not None and k in EXACT_KEYS]
-        #: exact keys recorded with every result: the exact objectives and the constraints on exact keys
-        self.recorded = self.exact + [c.metric for c in self.constraints
-                                      if space is not None and c.metric in EXACT_KEYS and c.metric not in self.exact]
-        self.predicted = [k for k in self.objectives.keys if k not in self.exact]
+        self._set_exact_keys(() if space is None else EXACT_KEYS + (("latency_ms",) if latency_table else ()))
+        self._enumerated: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self.queue: deque[dict[str, Any]] = deque()
         self.iteration = 0  # 0: the design of experiments
         self.best_hv: float | None = None
@@ -185,11 +204,20 @@ class MSuNASTuner(BaseTuner):
                 "batch_size": self.batch_size, "initial_samples": self.initial_samples}
 
     # ------------------------------------------------------------------ set-up
+    def _set_exact_keys(self, keys: tuple[str, ...] | list[str]) -> None:
+        """Which objectives are computed exactly (the rest are predicted) and which exact keys are recorded."""
+        self.exact = [k for k in self.objectives.keys if k in keys]
+        #: exact keys recorded with every result: the exact objectives and the constraints on exact keys
+        self.recorded = self.exact + [c.metric for c in self.constraints
+                                      if c.metric in keys and c.metric not in self.exact]
+        self.predicted = [k for k in self.objectives.keys if k not in self.exact]
+
     def _cost_model(self, space: str, space_args: Mapping[str, Any] | None, input_size: int | None) -> Any:
         from ..cost.exact import ExactCosts
         from ..spaces import create_space
 
-        model = ExactCosts(create_space(space, **dict(space_args or {})), input_size, self.tiny_ml)
+        model = ExactCosts(create_space(space, **dict(space_args or {})), input_size, self.tiny_ml,
+                           latency=self.latency_table)
         model.table(model.input_size)  # build (or read) the default table now, not at the first request
         return model
 
@@ -197,6 +225,9 @@ class MSuNASTuner(BaseTuner):
         assert self.space is not None
         if self.space_name is not None and self.cost_model is None:
             self.cost_model = self._cost_model(self.space_name, self.space_args, self.input_size)
+            self._set_exact_keys(self.cost_model.keys)
+            logger.info("MSuNAS: exact %s; predicted %s", self.exact or "none", self.predicted or "none")
+        self._enumerated = None
         if self.cost_model is not None and set(self.space.names) != set(self.cost_model.space.labels):
             name = self.cost_model.space.name
             raise ValueError(f"the experiment's search space does not match space {name!r}; "
@@ -311,8 +342,12 @@ class MSuNASTuner(BaseTuner):
             infos.append(info)
         return models, infos
 
-    def _predict(self, models: list[Any], X: np.ndarray, optimistic: bool = False) -> np.ndarray:
+    def _predict(self, models: list[Any], X: np.ndarray, optimistic: bool = False,
+                 exact: np.ndarray | None = None) -> np.ndarray:
         """Minimisation objectives of encoded rows: predicted ones from the models, exact ones counted.
+
+        ``exact``: the exact objectives' minimisation values of the rows, when already known (one column per
+        key of ``self.exact``).
 
         ``optimistic``: a model with its own uncertainty (a Gaussian process) gives ``mean - exploration * std``
         (a lower confidence bound), so the search also tries where the surrogate is unsure.
@@ -325,13 +360,18 @@ class MSuNASTuner(BaseTuner):
             pred[k] = m.predict(feats)
             if optimistic and self.exploration > 0 and getattr(m, "has_std", hasattr(m, "predict_std")):
                 pred[k] = pred[k] - self.exploration * m.predict_std(feats)
-        cheap = [self._cheap(self.space.decode(x)) for x in X] if self.exact else []
+        if exact is None and self.exact:
+            exact = self._exact_matrix(X)
         for i, key in enumerate(self.objectives.keys):
-            if key in pred:
-                F[:, i] = pred[key]
-            else:
-                F[:, i] = np.array([c[key] for c in cheap]) * self.objectives.sign[i]
+            F[:, i] = pred[key] if key in pred else exact[:, self.exact.index(key)]  # type: ignore[index]
         return F
+
+    def _exact_matrix(self, X: np.ndarray) -> np.ndarray:
+        """Minimisation values of the exact objectives of encoded rows, one column per key of ``self.exact``."""
+        assert self.space is not None
+        signs = np.array([self.objectives.sign[self.objectives.keys.index(k)] for k in self.exact], dtype=float)
+        cheap = [self._cheap(self.space.decode(x)) for x in X]
+        return np.array([[c[k] for k in self.exact] for c in cheap], dtype=float).reshape(len(X), -1) * signs
 
     def _iterate(self, ok: list[Record]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         models, infos = self._fit(ok)
@@ -369,15 +409,22 @@ class MSuNASTuner(BaseTuner):
         assert self.space is not None
         axes = [np.arange(len(p.args)) if p.is_categorical else np.arange(int(p.args[0]), int(p.args[1]))
                 for p in self.space.parameters]
-        X = np.array(list(itertools.product(*axes)), dtype=float)
-        F = self._predict(models, X, optimistic=True)
+        if self._enumerated is None:  # the points, their exact objectives and pre-check feasibility, once
+            X = np.array(list(itertools.product(*axes)), dtype=float)
+            exact = self._exact_matrix(X) if self.exact else np.zeros((len(X), 0))
+            feasible = np.array([self._feasible_before_dispatch(self.space.decode(x)) for x in X]) \
+                if self.cost_model is not None and self.constraints else np.ones(len(X), dtype=bool)
+            self._enumerated = (X, exact, feasible)
+        X, exact, feasible = self._enumerated
+        F = self._predict(models, X, optimistic=True, exact=exact)
         from ..core.pareto import constrained_ranks
 
         order = np.lexsort((F[:, 0], constrained_ranks(F)))
+        order = order[feasible[order]]
         pool, rows, taken = [], [], {params_key(p) for p in self.queue}
         for i in order:
             params = self.space.decode(X[i])
-            if self._unseen(params, taken) and self._feasible_before_dispatch(params):
+            if self._unseen(params, taken):
                 taken.add(params_key(params))
                 pool.append(params)
                 rows.append(i)
