@@ -48,19 +48,25 @@ def parse_space_args(items: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-def int_list(example: str) -> Callable[[str], list[int]]:
-    """An argparse ``type`` for ``"1,2,3"`` -> ``[1, 2, 3]``; ``example`` goes into its error message."""
+def number_list(convert: Callable[[str], Any], example: str) -> Callable[[str], list[Any]]:
+    """An argparse ``type`` for ``"1,2,3"`` -> ``[convert("1"), ...]``; ``example`` goes into its error message."""
+    kind = "integers" if convert is int else "numbers"
 
-    def parse(text: str) -> list[int]:
+    def parse(text: str) -> list[Any]:
         try:
-            values = [int(v) for v in text.split(",") if v.strip()]
+            values = [convert(v) for v in text.split(",") if v.strip()]
         except ValueError:
             values = []
         if not values:
-            raise argparse.ArgumentTypeError(f"{text!r} must be comma-separated integers, e.g. {example}")
+            raise argparse.ArgumentTypeError(f"{text!r} must be comma-separated {kind}, e.g. {example}")
         return values
 
     return parse
+
+
+def int_list(example: str) -> Callable[[str], list[int]]:
+    """An argparse ``type`` for ``"1,2,3"`` -> ``[1, 2, 3]``."""
+    return number_list(int, example)
 
 
 #: ``"160,192,224"`` -> ``[160, 192, 224]`` (an argparse ``type``)

@@ -59,12 +59,17 @@ from ._runner import parse_resolutions, trial_main
 from .ofa2_predictor_trial import latency_model, read_architecture
 
 
-def build_arg_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m nni_ext.trials.ofa2_eval", description=__doc__.splitlines()[0])
+def add_ofa_inputs(p: argparse.ArgumentParser, arch_help: str) -> None:
+    """``--supernet``, ``--data`` and ``--arch``: what every OFA sub-network trial reads."""
     p.add_argument("--supernet", required=True, help="OFA MobileNetV3 w1.2 supernet weights (a state dict or "
                                                      "{'state_dict': ...}; `nni-ext ofa2 init-supernet` makes one)")
     p.add_argument("--data", required=True, help="dataset root with train/ and the evaluation split (ImageNet layout)")
-    p.add_argument("--arch", help="architecture JSON (NNI labels or an OFA dict) for a standalone run")
+    p.add_argument("--arch", help=arch_help)
+
+
+def build_arg_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m nni_ext.trials.ofa2_eval", description=__doc__.splitlines()[0])
+    add_ofa_inputs(p, "architecture JSON (NNI labels or an OFA dict) for a standalone run")
     p.add_argument("--resolutions", type=parse_resolutions, default=None,
                    help="comma-separated input resolutions of the space (default 160,176,192,208,224); must match "
                         "the search space file")

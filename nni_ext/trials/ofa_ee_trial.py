@@ -46,32 +46,20 @@ import time
 from typing import Any, Sequence
 
 from ..errors import NniExtError
-from ..runner import int_list
+from ..runner import int_list, number_list
 from ._runner import parse_resolutions, trial_main
-
-
-def _floats(text: str) -> list[float]:
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        values = []
-    if not values:
-        raise argparse.ArgumentTypeError(f"{text!r} must be comma-separated numbers, e.g. 0.1,0.2,1")
-    return values
+from .ofa2_eval import add_ofa_inputs
 
 
 def build_arg_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m nni_ext.trials.ofa_ee_trial", description=__doc__.splitlines()[0])
-    p.add_argument("--supernet", required=True, help="OFA MobileNetV3 w1.2 supernet weights (a state dict or "
-                                                     "{'state_dict': ...}; `nni-ext ofa2 init-supernet` makes one)")
-    p.add_argument("--data", required=True, help="dataset root with train/ and the evaluation split (ImageNet layout)")
-    p.add_argument("--arch", help="architecture JSON (ofa-mbv3-ee labels) for a standalone run")
+    add_ofa_inputs(p, "architecture JSON (ofa-mbv3-ee labels) for a standalone run")
     s = p.add_argument_group("the search space (must match the search space file)")
     s.add_argument("--resolutions", type=parse_resolutions, default=None,
                    help="comma-separated input resolutions (default 160,176,192,208,224)")
     s.add_argument("--exits", choices=["threshold", "binary"], default="threshold",
                    help="exit genes: EDANAS thresholds t_<stage> (default) or NACHOS on/off bits exit_<stage>")
-    s.add_argument("--thresholds", type=_floats, default=None,
+    s.add_argument("--thresholds", type=number_list(float, "0.1,0.2,1"), default=None,
                    help="threshold gene values, each in (0, 1] (default 0.1,0.2,1; 1 = no exit)")
     s.add_argument("--stages", type=int_list("1,2,3,4"), default=None,
                    help="stages that may carry an exit (default 1,2,3,4)")
