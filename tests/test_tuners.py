@@ -161,3 +161,13 @@ def test_a_result_arriving_after_its_trial_end_is_kept(tmp_path, monkeypatch) ->
         pass
     assert [(r.parameter_id, r.status.value) for r in tuner.archive.finished] == [(0, "succeeded"), (1, "failed")]
     assert "trial ended without a final result" in (tmp_path / "out" / "history.csv").read_text()
+
+
+def test_constrained_random_checks_activation_limits_before_dispatch() -> None:
+    space = create_space("spos-digits")
+    table = CostTable.cached(space)
+    limit = float(np.median([table.cost(space.sample(np.random.default_rng(i))).activations for i in range(50)]))
+    tuner = ConstrainedRandomTuner(space="spos-digits", constraints={"activations": f"<= {limit!r}"}, seed=2)
+    tuner.update_search_space(json.loads(search_space_json(space)))
+    proposals = [tuner.generate_parameters(i) for i in range(12)]
+    assert all(table.cost(p).activations <= limit for p in proposals)

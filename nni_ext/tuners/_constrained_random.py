@@ -1,7 +1,8 @@
 """Random search that never dispatches a point breaking a cost constraint.
 
-Costs (``flops``, ``params``) come from the cost model of a registered nni_ext search space, so
-infeasible architectures are rejected before any trial runs. Each proposal draws up to
+Costs (``flops``, ``params``, ``activations``, ``peak_activation_bytes``, ``tiny_ml``, :data:`EXACT_KEYS`) come
+from the cost tables of a registered nni_ext search space (:class:`nni_ext.cost.exact.ExactCosts`, built when
+the search space arrives), so infeasible architectures are rejected before any trial runs. Each proposal draws up to
 ``max_draws`` random points and takes the first feasible, unseen one (SPOS's sampler does the
 same under a FLOPs limit); when none is found the least-violating draw is used and a warning logged.
 """
@@ -13,9 +14,11 @@ from typing import Any, Mapping
 
 from ..core.constraints import parse_constraints
 from ..core.tuner import BaseTuner, check_int, register_tuner, tuner_output_dir
+from ..cost.tiny_ml import EXACT_KEYS
 
 logger = logging.getLogger(__name__)
-COST_METRICS = ("flops", "params")
+#: the metrics whose constraints are checked before dispatch
+COST_METRICS = EXACT_KEYS
 
 
 @register_tuner("ConstrainedRandom")
@@ -23,8 +26,8 @@ class ConstrainedRandomTuner(BaseTuner):
     """Uniform random search under cost constraints.
 
     Args:
-        space: registered nni_ext search space (e.g. ``"spos"``) whose cost model evaluates
-            ``flops``/``params`` constraints; needed only when such constraints are given.
+        space: registered nni_ext search space (e.g. ``"spos"``) whose cost tables evaluate the constraints
+            (on any key of :data:`COST_METRICS`); needed only when constraints are given.
         space_args: keyword arguments of the space (e.g. ``{"num_classes": 10}``).
         input_size: input resolution for the cost model (default: the space's).
         constraints: ``{"flops": "<= 330e6", "params": "<= 3.5e6"}``.
@@ -59,13 +62,8 @@ class ConstrainedRandomTuner(BaseTuner):
         if self.constraints and space is None:
             raise ValueError("cost constraints need classArgs 'space' (a registered nni_ext space, e.g. 'spos')")
         self.max_draws = max_draws
-        self.cost_table = None
-        if space is not None:
-            from ..cost import CostTable
-            from ..spaces import create_space
-
-            self.nas_space = create_space(space, **dict(space_args or {}))
-            self.cost_table = CostTable.cached(self.nas_space, input_size)
+        self.space_name, self.space_args, self.input_size = space, dict(space_args or {}), input_size
+        self.costs: Any = None  # ExactCosts, built with the search space (imports torch: not in the constructor)
 
     @classmethod
     def contract_case(cls, workdir: Any) -> dict[str, Any]:
@@ -74,15 +72,20 @@ class ConstrainedRandomTuner(BaseTuner):
 
     def _on_search_space(self) -> None:
         assert self.space is not None
-        if self.cost_table is not None and set(self.space.names) != set(self.nas_space.labels):
-            raise ValueError(f"the experiment's search space does not match space {self.nas_space.name!r}; "
-                             f"export it with `nni-ext ss_gen {self.nas_space.name}`")
+        if self.space_name is not None and self.costs is None:
+            from ..cost.exact import ExactCosts
+            from ..spaces import create_space
+
+            self.costs = ExactCosts(create_space(self.space_name, **self.space_args), self.input_size)
+        if self.costs is not None and set(self.space.names) != set(self.costs.space.labels):
+            raise ValueError(f"the experiment's search space does not match space {self.costs.space.name!r}; "
+                             f"export it with `nni-ext ss_gen {self.costs.space.name}`")
 
     def violation(self, params: Mapping[str, Any]) -> float:
         """Total constraint violation of a parameter dict (0 when feasible)."""
-        if not self.constraints or self.cost_table is None:
+        if not self.constraints or self.costs is None:
             return 0.0
-        cost = self.cost_table.cost(params).to_dict()
+        cost = self.costs.metrics(params)
         return sum(c.violation(cost[c.metric]) for c in self.constraints)
 
     def _ask(self, parameter_id: int) -> dict[str, Any]:
