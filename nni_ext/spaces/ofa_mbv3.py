@@ -212,11 +212,11 @@ class OfaMbv3Space(SearchSpace):
 
     # ------------------------------------------------------ integer matrices
     def to_matrix(self, archs: Sequence[Mapping[str, Any]]) -> np.ndarray:
-        """``(n, 46)`` int64 matrix of candidate indices (columns in label order), canonicalised."""
+        """``(n, labels)`` int64 matrix of candidate indices (columns in label order), canonicalised."""
         choices = self.choices()
         lookup = {label: {v: i for i, v in enumerate(values)} for label, values in choices.items()}
         rows = [[lookup[label][value] for label, value in self.canonicalize(self.validate(a)).items()] for a in archs]
-        return np.asarray(rows, dtype=np.int64).reshape(-1, len(LABELS))
+        return np.asarray(rows, dtype=np.int64).reshape(-1, len(choices))
 
     def from_matrix(self, matrix: np.ndarray) -> list[Architecture]:
         """Architectures (NNI dicts) of the rows of an index matrix."""
