@@ -176,10 +176,7 @@ _LOCKS_GUARD = threading.Lock()
 
 
 def api_lock(tuner: Any) -> Any:
-    """The lock that serialises a tuner's NNI calls (a subclass's own ``_lock`` when it has one)."""
-    own = tuner.__dict__.get("_lock")
-    if own is not None:
-        return own
+    """The re-entrant lock that serialises a tuner's NNI calls (subclasses take it for their own entry points)."""
     with _LOCKS_GUARD:
         lock = _LOCKS.get(tuner)
         if lock is None:
@@ -435,5 +432,5 @@ class BaseTuner(Tuner):
         """Write the tuner's own files (beside the archive's)."""
 
 
-__all__ = ["BaseTuner", "Record", "Status", "accepted_class_args", "check_choice", "check_int", "check_mapping",
-           "check_number", "register_tuner", "registered_tuners", "tuner_output_dir"]
+__all__ = ["BaseTuner", "Record", "Status", "accepted_class_args", "api_lock", "check_choice", "check_int",
+           "check_mapping", "check_number", "register_tuner", "registered_tuners", "tuner_output_dir"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import threading
 from collections import deque
 from typing import Any, Callable, Mapping, Sequence
 
@@ -13,7 +12,7 @@ from nni import NoMoreTrialError
 
 from .._io import atomic_write_csv, atomic_write_json
 from ..core.archive import Record
-from ..core.tuner import BaseTuner, check_int, check_number, register_tuner, tuner_output_dir
+from ..core.tuner import BaseTuner, api_lock, check_int, check_number, register_tuner, tuner_output_dir
 from ..sweep import front_order, normalised_gaps, open_gaps, was_tried
 
 logger = logging.getLogger(__name__)
@@ -145,19 +144,13 @@ class RegularizationSweep(BaseTuner):
         self.fixed: dict[str, Any] = {}
         self._owed: deque[int] = deque()
         self._callback: Callable[[int, dict[str, Any]], None] | None = None
-        self._lock = threading.RLock()  # NNI calls trial_end from another thread than the rest
         self._failure_reported = False
 
     def __getstate__(self) -> dict[str, Any]:
-        """Pickled without the lock and NNI's callback (neither survives a process); owed ids are dropped."""
+        """Pickled without NNI's callback (it does not survive a process); owed ids are dropped."""
         state = dict(self.__dict__)
-        state.pop("_lock", None)
         state["_callback"], state["_owed"] = None, deque()
         return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.RLock()
 
     # ------------------------------------------------------------------ set-up
     def _on_search_space(self) -> None:
@@ -219,7 +212,7 @@ class RegularizationSweep(BaseTuner):
 
     def is_finished(self) -> bool:
         """Nothing runs and nothing is left to propose (no wide unvisited gap, or ``max_trials`` reached)."""
-        with self._lock:
+        with api_lock(self):  # NNI calls trial_end from another thread than the rest
             return self.running() == 0 and self._next()[0] is None
 
     def _next(self) -> tuple[float | None, str]:
@@ -249,7 +242,7 @@ class RegularizationSweep(BaseTuner):
     def generate_parameters(self, parameter_id: int, **kwargs: Any) -> dict[str, Any]:
         if self.space is None:
             raise RuntimeError("the search space has not been set; give searchSpaceFile in the experiment config")
-        with self._lock:
+        with api_lock(self):
             nu, why = self._next()
             if nu is None:
                 self.write_files()
@@ -288,7 +281,7 @@ class RegularizationSweep(BaseTuner):
         """
         callback = kwargs.get("st_callback")
         out: list[dict[str, Any]] = []
-        with self._lock:
+        with api_lock(self):
             reported = self._failure_reported
             message = self._report_failure(callback or self._callback)
             if message is not None:
@@ -317,17 +310,11 @@ class RegularizationSweep(BaseTuner):
                              **kwargs: Any) -> None:
         # ``parameters`` is not trusted: NNI's dispatcher can hand over '' (it overwrites the first id of a
         # partly refused request when it sends NO_MORE_TRIAL_JOBS); the tuner knows what it issued.
-        with self._lock:
-            super().receive_trial_result(parameter_id, parameters if isinstance(parameters, Mapping) else {}, value)
-
-    def trial_end(self, parameter_id: int, success: bool, **kwargs: Any) -> None:
-        with self._lock:
-            super().trial_end(parameter_id, success)
+        super().receive_trial_result(parameter_id, parameters if isinstance(parameters, Mapping) else {}, value)
 
     def import_data(self, data: list[dict[str, Any]]) -> None:
         """Replay finished trials (``nnictl resume``): the points and the tried ν, hence the visited gaps."""
-        with self._lock:
-            super().import_data(data)
+        super().import_data(data)
         logger.info("RegularizationSweep: front of %d points after the import", len(self.front()))
 
     def _add_foreign(self, params: dict[str, Any], value: Any, parameter_id: int | None) -> Record | None:
