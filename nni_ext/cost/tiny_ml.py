@@ -73,3 +73,23 @@ class TinyML:
 
 #: the limits and weights of CNAS's tiny-ML search script (``search_mbv3_tinyml.sh``)
 CNAS_SCRIPT = TinyML(pmax=2.2, mmax=7.0, amax=0.3, wp=1.0, wm=1.0, wa=1.0)
+
+
+def check_exact_cost_args(space: Any, tiny_ml: Any, latency_table: Any) -> TinyML:
+    """A tuner's ``tiny_ml`` and ``latency_table`` classArgs, which come from a ``space``'s tables.
+
+    Returns the :class:`TinyML` parameters (CNAS's defaults when ``tiny_ml`` is left out); one clear
+    ``ValueError`` for a bad value or either argument without ``space``.
+    """
+    parsed = TinyML.from_mapping(tiny_ml)
+    if tiny_ml is not None and space is None:
+        raise ValueError("tiny_ml is computed from a space's cost tables: give space (e.g. space: ofa-mbv3) "
+                         "or leave tiny_ml out")
+    if latency_table is not None:
+        if not isinstance(latency_table, str) or not latency_table:
+            raise ValueError(f"latency_table={latency_table!r} must be the path of a latency table or of a folder "
+                             "of '<resolution>_lookup_table.yaml' files")
+        if space is None:
+            raise ValueError("latency_table sums per-layer latencies of a space's layers: give space (e.g. space: "
+                             "ofa-mbv3) or leave latency_table out")
+    return parsed

@@ -16,8 +16,7 @@ from nni import NoMoreTrialError
 
 from ..core.archive import Record, params_key
 from ..core.tuner import BaseTuner, check_int, register_tuner, tuner_output_dir
-from ..cost.tiny_ml import TinyML
-from ._msunas import check_latency_table
+from ..cost.tiny_ml import check_exact_cost_args
 
 logger = logging.getLogger(__name__)
 
@@ -85,11 +84,7 @@ class MultiObjectiveTuner(BaseTuner):
             check_int("input_size", input_size, 1)
         if space is not None and not isinstance(space, str):
             raise ValueError(f"space={space!r} must be the name of a registered nni_ext space, e.g. 'spos'")
-        self.tiny_ml = TinyML.from_mapping(tiny_ml)
-        if tiny_ml is not None and space is None:
-            raise ValueError("tiny_ml is computed from a space's cost tables: give space (e.g. space: ofa-mbv3) "
-                             "or leave tiny_ml out")
-        check_latency_table(latency_table, space)
+        self.tiny_ml = check_exact_cost_args(space, tiny_ml, latency_table)
         self.latency_table = latency_table
         super().__init__(seed=seed, objectives=objectives, constraints=constraints, reference_point=reference_point,
                          reference_after=population_size, output_dir=tuner_output_dir(output_dir, "moo"))

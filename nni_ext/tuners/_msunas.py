@@ -53,23 +53,11 @@ from .._io import atomic_write_json
 from ..core.archive import Record, params_key
 from ..core.pareto import hypervolume, non_dominated
 from ..core.tuner import BaseTuner, check_choice, check_int, check_number, register_tuner, tuner_output_dir
-from ..cost.tiny_ml import EXACT_KEYS, TinyML
+from ..cost.tiny_ml import EXACT_KEYS, check_exact_cost_args
 from ..surrogates import SURROGATES, make_surrogate, quality
 
 logger = logging.getLogger(__name__)
 SELECTIONS = ("spread", "hvi")
-
-
-def check_latency_table(latency_table: Any, space: str | None) -> None:
-    """``latency_table`` is a path (file or folder) and comes with ``space``; one clear error otherwise."""
-    if latency_table is None:
-        return
-    if not isinstance(latency_table, str) or not latency_table:
-        raise ValueError(f"latency_table={latency_table!r} must be the path of a latency table or of a folder of "
-                         "'<resolution>_lookup_table.yaml' files")
-    if space is None:
-        raise ValueError("latency_table sums per-layer latencies of a space's layers: give space (e.g. space: "
-                         "ofa-mbv3) or leave latency_table out")
 
 
 class Features:
@@ -163,11 +151,7 @@ class MSuNASTuner(BaseTuner):
         check_int("input_size", input_size, 1, optional=True)
         if space is not None and not isinstance(space, str):
             raise ValueError(f"space={space!r} must be the name of a registered nni_ext space, e.g. 'nas-bench-201'")
-        self.tiny_ml = TinyML.from_mapping(tiny_ml)
-        if tiny_ml is not None and space is None:
-            raise ValueError("tiny_ml is computed from a space's cost tables: give space (e.g. space: ofa-mbv3) "
-                             "or leave tiny_ml out")
-        check_latency_table(latency_table, space)
+        self.tiny_ml = check_exact_cost_args(space, tiny_ml, latency_table)
         super().__init__(seed=seed, objectives=objectives, constraints=constraints, reference_point=reference_point,
                          reference_after=initial_samples, output_dir=tuner_output_dir(output_dir, "msunas"))
         self.objectives, self.constraints = self.archive.objectives, self.archive.constraints
