@@ -98,7 +98,9 @@ class ExactCosts:
     def latency_ms(self, params: Mapping[str, Any]) -> float:
         """Latency (ms) of an architecture: the sum of its layers' table means at its input size."""
         arch = self.space.validate(dict(params))
-        size = self.size_of(arch)
+        return self._latency(arch, self.size_of(arch))
+
+    def _latency(self, arch: Mapping[str, Any], size: int) -> float:
         return self.latency_table(size).predict(self.space.latency_keys(arch, size))
 
     def metrics(self, params: Mapping[str, Any]) -> dict[str, float]:
@@ -108,7 +110,8 @@ class ExactCosts:
         if hit is not None:
             return dict(hit)
         arch = self.space.validate(dict(params))
-        c = self.table(self.size_of(arch)).cost(arch)
+        size = self.size_of(arch)
+        c = self.table(size).cost(arch)
         out = {"flops": float(c.flops), "params": float(c.params), "activations": float(c.activations),
                "peak_activation_bytes": float(c.peak_activation_bytes),
                "tiny_ml": self.tiny_ml.score(c.params, c.flops, c.activations)}
@@ -116,7 +119,7 @@ class ExactCosts:
         if hook is not None:
             out.update({k: float(v) for k, v in hook(arch).items()})
         if self.latency is not None:
-            out["latency_ms"] = self.latency_ms(arch)
+            out["latency_ms"] = self._latency(arch, size)  # validated once, above
         if len(self._cache) >= CACHE_SIZE:
             self._cache.clear()
         self._cache[key] = out
