@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ from torch import nn
 
 from ..core.metrics import encode_report
 from ..errors import NniExtError
-from .evaluation import evaluate
+from .evaluation import evaluate, recalibrate_batchnorm
 from .runtime import DistInfo, capture_rng, distributed, epoch_batches, resolve_device, restore_rng, seed_everything
 
 __all__ = ["DistInfo", "Job", "Recipe", "RunConfig", "TrainResult", "Trainer", "capture_rng", "cosine_decay",
@@ -216,30 +217,19 @@ class Trainer:
         bns = [m for m in self.module.modules()
                if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats] if batch_stats else []
         saved = [[b.clone() for b in (m.running_mean, m.running_var, m.num_batches_tracked)] for m in bns]
-        momenta = [m.momentum for m in bns]
 
         def run(path: PathT) -> dict[str, float]:
             forward = lambda x: self.forward(self.module, x, path)  # noqa: E731
-            if bns:
-                for m in bns:
-                    m.reset_running_stats()
-                    m.momentum = None  # cumulative average
-                    m.train()
-                with torch.no_grad():
-                    for x, y in loader:
-                        if len(y) > 1:  # BN in train mode needs 2+ images
-                            forward(x)
-                for m in bns:
-                    m.eval()
+            if bns:  # one pass over every batch of 2+ images (BN in train mode needs 2+)
+                recalibrate_batchnorm(forward, [self.module], ((x, y) for x, y in loader if len(y) > 1), sys.maxsize)
             return evaluate(forward, loader)
 
         try:
             runs = [run(p) for p in paths]
         finally:
-            for m, state, momentum in zip(bns, saved, momenta):
+            for m, state in zip(bns, saved):
                 for buffer, value in zip((m.running_mean, m.running_var, m.num_batches_tracked), state):
                     buffer.copy_(value)
-                m.momentum = momentum
             self.module.train()
         n = runs[0]["images"]
         sums = torch.tensor([float(np.mean([r[k] for r in runs])) * n for k in ("top1", "top5", "loss")] + [n],
