@@ -22,6 +22,7 @@ from torch import nn
 from .._io import atomic_write, atomic_write_csv, atomic_write_json
 from ..errors import DataError
 from .corruptions import CORRUPTIONS, SEVERITIES, read_manifest
+from .weight_noise import accuracy
 
 
 @dataclass
@@ -96,16 +97,15 @@ def corruption_folders(root: str | os.PathLike) -> dict[str, list[int]]:
     return found
 
 
-@torch.no_grad()
 def _error(model: nn.Module, loader: Any, device: torch.device) -> tuple[float, int]:
-    correct = total = 0
-    for images, labels in loader:
-        pred = model(images.to(device)).argmax(dim=1)
-        correct += int((pred == labels.to(device)).sum())
-        total += len(labels)
-    if total == 0:
-        raise DataError("a corruption folder gave no images")
-    return 100.0 * (1.0 - correct / total), total
+    """Top-1 error (%) of ``model`` over ``loader`` and the number of images (:func:`.weight_noise.accuracy`)."""
+    try:
+        top1, total = accuracy(model, loader, device=device)
+    except ValueError as exc:
+        if "no images" not in str(exc):
+            raise
+        raise DataError("a corruption folder gave no images") from None
+    return 100.0 * (1.0 - top1), total
 
 
 def evaluate_corruptions(model: nn.Module, root: str | os.PathLike, *, resolution: int, device: str = "cpu",
