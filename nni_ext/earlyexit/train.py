@@ -18,17 +18,10 @@ from typing import Iterable
 import torch
 from torch import nn
 
+from ..trainers.train_loop import param_groups
 from .network import EarlyExitNetwork
 
 logger = logging.getLogger(__name__)
-
-
-def _decayed(params: Iterable[tuple[str, nn.Parameter]], weight_decay: float) -> list[dict]:
-    decay, no_decay = [], []
-    for _, p in params:
-        if p.requires_grad:
-            (decay if p.dim() > 1 else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 def train_exits(net: EarlyExitNetwork, loader: Iterable[tuple[torch.Tensor, torch.Tensor]], *, epochs: int,
@@ -49,8 +42,7 @@ def train_exits(net: EarlyExitNetwork, loader: Iterable[tuple[torch.Tensor, torc
     backbone = list(net.backbone_parameters())
     for p in backbone:
         p.requires_grad_(joint)
-    named = net.named_parameters()
-    optimizer = torch.optim.SGD(_decayed(named, weight_decay), lr=lr, momentum=momentum, nesterov=momentum > 0)
+    optimizer = torch.optim.SGD(param_groups(net, weight_decay), lr=lr, momentum=momentum, nesterov=momentum > 0)
     total = epochs * max(1, len(loader)) if hasattr(loader, "__len__") else None  # type: ignore[arg-type]
     step, rows = 0, []
     try:
