@@ -276,14 +276,10 @@ def active_exits(arch: Mapping[str, Any] | None) -> int | None:
     A threshold gene ``t_<stage>`` builds an exit when it is below 1 (1 = no exit, EDANAS); an on/off gene
     ``exit_<stage>`` when it is 1 (NACHOS), as :meth:`OfaMbv3EeSpace.exit_thresholds` reads them.
     """
+    from .earlyexit.rule import exit_is_active
+
     genes = exit_genes(arch)
-    if not genes:
-        return None
-    count = 0
-    for label, value in genes.items():
-        number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else float("nan")
-        count += int(number < 1.0) if label.startswith("t_") else int(number == 1.0)
-    return count
+    return sum(exit_is_active(label, value) for label, value in genes.items()) if genes else None
 
 
 def is_ofa_arch(arch: Mapping[str, Any] | None) -> bool:

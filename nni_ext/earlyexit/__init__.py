@@ -24,11 +24,12 @@ from .repair import nachos_repair as nachos_repair
 from .rule import ExitStats as ExitStats
 from .rule import assign_exits as assign_exits
 from .rule import average_macs as average_macs
+from .rule import exit_is_active as exit_is_active
 from .rule import exit_statistics as exit_statistics
 from .rule import score_margin as score_margin
 from .rule import select_exit_logits as select_exit_logits
 from .train import train_exits as train_exits
 
 __all__ = ["EarlyExitNetwork", "ExitHead", "ExitSpec", "ExitStats", "RepairResult", "assign_exits", "average_macs",
-           "choose_pool", "exit_statistics", "head_cost", "nachos_repair", "score_margin", "select_exit_logits",
-           "train_exits"]
+           "choose_pool", "exit_is_active", "exit_statistics", "head_cost", "nachos_repair", "score_margin",
+           "select_exit_logits", "train_exits"]

@@ -23,6 +23,14 @@ from typing import Sequence
 import torch
 
 
+def exit_is_active(label: str, value: object) -> bool:
+    """Whether an exit gene builds its exit: a threshold ``t_<stage>`` below 1 (EDANAS; 1 = no exit) or an
+    on/off bit ``exit_<stage>`` of 1 (NACHOS)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return value < 1.0 if label.startswith("t_") else value == 1
+
+
 def score_margin(logits: torch.Tensor) -> torch.Tensor:
     """Top-1 minus top-2 softmax probability of each row of ``(n, classes)`` logits (classes >= 2)."""
     top2 = torch.softmax(logits.float(), dim=1).topk(2, dim=1).values

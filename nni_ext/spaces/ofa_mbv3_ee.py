@@ -32,6 +32,7 @@ from torch import nn
 
 from ..earlyexit.heads import ExitHead, ExitSpec, head_cost, plan_pools, pool_kernels
 from ..earlyexit.network import EarlyExitNetwork
+from ..earlyexit.rule import exit_is_active
 from .base import Architecture, SearchSpace
 from .ofa_mbv3 import (
     D_LABELS,
@@ -127,12 +128,10 @@ class OfaMbv3EeSpace(OfaMbv3Space):
         """``stage -> rule threshold`` of the exits ``arch`` has (stages without an exit are absent)."""
         arch = self.validate(arch)
         out = {}
+        threshold = self.config["exits"] == "threshold"
         for stage, label in zip(self.config["stages"], self.exit_labels):
-            if self.config["exits"] == "threshold":
-                if arch[label] < 1.0:
-                    out[stage] = float(arch[label])
-            elif arch[label]:
-                out[stage] = self.config["exit_threshold"]
+            if exit_is_active(label, arch[label]):
+                out[stage] = float(arch[label]) if threshold else self.config["exit_threshold"]
         return out
 
     # ------------------------------------------------------ integer matrices
