@@ -12,13 +12,12 @@ SGD with momentum 0.9 (Nesterov), cosine learning-rate decay per step, weight de
 from __future__ import annotations
 
 import logging
-import math
 from typing import Iterable
 
 import torch
 from torch import nn
 
-from ..trainers.train_loop import param_groups
+from ..trainers.train_loop import cosine_decay, param_groups
 from .network import EarlyExitNetwork
 
 logger = logging.getLogger(__name__)
@@ -44,7 +43,8 @@ def train_exits(net: EarlyExitNetwork, loader: Iterable[tuple[torch.Tensor, torc
         p.requires_grad_(joint)
     optimizer = torch.optim.SGD(param_groups(net, weight_decay), lr=lr, momentum=momentum, nesterov=momentum > 0)
     total = epochs * max(1, len(loader)) if hasattr(loader, "__len__") else None  # type: ignore[arg-type]
-    step, rows = 0, []
+    schedule = cosine_decay(optimizer, total) if total else None
+    rows = []
     try:
         for epoch in range(epochs):
             net.train()
@@ -55,16 +55,14 @@ def train_exits(net: EarlyExitNetwork, loader: Iterable[tuple[torch.Tensor, torc
             hits: list[int] = [0] * (len(net.exits) + 1)
             for x, y in loader:
                 x, y = x.to(device), y.to(device)
-                if total:
-                    for group in optimizer.param_groups:
-                        group["lr"] = 0.5 * lr * (1 + math.cos(math.pi * step / total))
                 outs = net.forward_exits(x) if joint else _frozen_forward(net, x)
                 losses = [nn.functional.cross_entropy(o, y) for o in outs]
                 loss = torch.stack(losses).sum()
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                step += 1
+                if schedule is not None:
+                    schedule.step()
                 loss_sum, images = loss_sum + float(loss.detach()) * len(y), images + len(y)
                 for i, o in enumerate(outs):
                     hits[i] += int(o.argmax(1).eq(y).sum())

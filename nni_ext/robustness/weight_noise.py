@@ -22,6 +22,8 @@ from typing import Iterable, Union
 import torch
 from torch import nn
 
+from ..trainers.evaluation import evaluate
+
 Batches = Union[Iterable[tuple[torch.Tensor, torch.Tensor]], tuple[torch.Tensor, torch.Tensor]]
 
 #: FlatNAS defaults (``search_flatnas.sh``): noise scale, number of draws
@@ -57,14 +59,10 @@ def _batches(data: Batches, batch_size: int) -> Iterable[tuple[torch.Tensor, tor
 def accuracy(model: nn.Module, data: Batches, *, device: torch.device | str = "cpu", batch_size: int = 256
              ) -> tuple[float, int]:
     """Top-1 accuracy (fraction) of ``model`` in its current mode over ``data``, and the number of images."""
-    correct = total = 0
-    for images, labels in _batches(data, batch_size):
-        logits = model(images.to(device))
-        correct += int((logits.argmax(dim=1) == labels.to(device)).sum())
-        total += len(labels)
-    if total == 0:
+    result = evaluate(lambda images: model(images.to(device)), _batches(data, batch_size))
+    if result["images"] == 0:
         raise ValueError("no images to evaluate: the data is empty")
-    return correct / total, total
+    return result["top1"], int(result["images"])
 
 
 @torch.no_grad()

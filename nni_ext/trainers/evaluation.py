@@ -14,7 +14,8 @@ def evaluate(forward: Forward, loader: Iterable[tuple[torch.Tensor, torch.Tensor
              max_batches: int | None = None) -> dict[str, float]:
     """Top-1/top-5 accuracy (fractions) and mean cross-entropy of ``forward`` over ``loader``.
 
-    The caller puts the model in eval mode. Returns ``{"top1", "top5", "loss", "images"}``.
+    The caller puts the model in eval mode; labels follow the logits to their device.
+    Returns ``{"top1", "top5", "loss", "images"}``.
     """
     correct1 = correct5 = total = 0
     loss_sum = 0.0
@@ -22,6 +23,7 @@ def evaluate(forward: Forward, loader: Iterable[tuple[torch.Tensor, torch.Tensor
         if max_batches is not None and i >= max_batches:
             break
         logits = forward(images).float()
+        labels = labels.to(logits.device)
         loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum").item()
         k = min(5, logits.shape[1])
         top = logits.topk(k, dim=1).indices
