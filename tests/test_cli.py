@@ -153,3 +153,22 @@ def test_data_check_reads_a_split_smaller_than_one_batch(digits_root: Path, tmp_
                    "cpu", "--crop-size", "32", "--workers", "1", "--batch-size", "64")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith(f"train: 9 images in 1 batches via {backend}, image shape (3, 32, 32)"), proc.stdout
+
+
+def test_help_of_every_command_imports_no_torch() -> None:
+    """``nni-ext --help`` and each command's ``--help`` answer in a fraction of a second: no torch import."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from nni_ext.cli import build_parser\n"
+            "parser = build_parser()\n"
+            "for command in ('spos', 'ofa', 'ofa2', 'ofa3', 'pcdarts', 'robustness', 'quickstart', 'cost'):\n"
+            "    try:\n"
+            "        parser.parse_args([command, '--help'])\n"
+            "    except SystemExit:\n"
+            "        pass\n"
+            "print(sorted(m for m in ('torch', 'torchvision', 'nvidia.dali') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+    assert "usage: nni-ext pcdarts" in out.stdout

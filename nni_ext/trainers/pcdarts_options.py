@@ -1,7 +1,8 @@
 """Command-line options of PC-DARTS searches and evaluation trainings, and the configs built from them.
 
 Shared by ``nni-ext pcdarts search/train`` and the nnictl trials (:mod:`nni_ext.trials.pcdarts_search_trial`,
-:mod:`nni_ext.trials.pcdarts_train_trial`). Light to import: the trainers are imported when a config is built.
+:mod:`nni_ext.trials.pcdarts_train_trial`). Light to import: the defaults come from :mod:`.pcdarts_config`,
+which needs no torch.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ DATA_HELP = ("training data: cifar10:ROOT / cifar100:ROOT (torchvision's files u
 
 def add_search_options(p: argparse.ArgumentParser, *, nu_required: bool = False) -> None:
     """Every :class:`~nni_ext.trainers.pcdarts_search.SearchConfig` option; defaults are PC-DARTS's published ones."""
-    from .pcdarts_search import REGULARIZERS, SearchConfig
+    from .pcdarts_config import REGULARIZERS, SearchConfig
 
     d = SearchConfig(data="")
     p.add_argument("--data", required=True, help=DATA_HELP)
@@ -65,7 +66,7 @@ def add_search_options(p: argparse.ArgumentParser, *, nu_required: bool = False)
 
 def search_config(args: argparse.Namespace, *, nu: float | None = None) -> Any:
     """The :class:`SearchConfig` of parsed options; ``nu`` (from the tuner) overrides ``--nu``."""
-    from .pcdarts_search import SearchConfig
+    from .pcdarts_config import SearchConfig
 
     out = args.out or os.environ.get("NNI_OUTPUT_DIR") or "runs/pcdarts-search"
     chosen = args.nu if nu is None else nu
@@ -92,7 +93,7 @@ def apply_threads(args: argparse.Namespace) -> None:
 
 def add_train_options(t: argparse.ArgumentParser) -> None:
     """Options of an evaluation training (``pcdarts train`` and the training trial); DARTS's recipe as defaults."""
-    from .pcdarts_train import TrainConfig
+    from .pcdarts_config import TrainConfig
 
     d = TrainConfig(data="", genotype="")
     t.add_argument("--test-split", default=d.test_split, help="folder split (or 'test' for cifar) to evaluate on")
@@ -121,7 +122,7 @@ def add_train_options(t: argparse.ArgumentParser) -> None:
 
 def train_config(args: argparse.Namespace, genotype: str, out_dir: str) -> Any:
     """The :class:`~nni_ext.trainers.pcdarts_train.TrainConfig` of parsed ``train`` options."""
-    from .pcdarts_train import TrainConfig
+    from .pcdarts_config import TrainConfig
 
     return TrainConfig(data=args.data, genotype=genotype, out_dir=out_dir, test_split=args.test_split,
                        image_size=args.image_size, train_portion=args.train_portion, batch_size=args.batch_size,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -29,55 +29,13 @@ from ..data.in_memory import Augment, ImageTensors, TensorBatches, load_split, s
 from ..devices import resolve_device
 from ..errors import NniExtError
 from .evaluation import evaluate
+from .pcdarts_config import TrainConfig as TrainConfig
 from .runtime import EpochStateFile, seed_everything
 
 log = logging.getLogger(__name__)
 
 STATE_FILE = "train_state.pt"
 PREDICTIONS_FILE = "predictions.pt"
-
-
-@dataclass
-class TrainConfig:
-    """Options of one evaluation training; defaults are DARTS/PC-DARTS's CIFAR-10 recipe."""
-
-    data: str
-    genotype: str
-    out_dir: str = "runs/pcdarts-train"
-    test_split: str = "val"
-    image_size: int | None = None
-    train_portion: float = 1.0
-    batch_size: int = 96
-    epochs: int = 600
-    lr: float = 0.025
-    momentum: float = 0.9
-    weight_decay: float = 3e-4
-    init_channels: int = 36
-    layers: int = 20
-    auxiliary: bool = True
-    auxiliary_weight: float = 0.4
-    drop_path_prob: float = 0.3
-    cutout: int = 16
-    flip: bool = True
-    grad_clip: float = 5.0
-    seed: int = 0
-    device: str = "auto"
-    max_steps: int | None = None
-
-    def check(self) -> None:
-        for name in ("batch_size", "epochs", "init_channels", "layers"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
-        if not 0 < self.train_portion <= 1:
-            raise ValueError(f"train_portion={self.train_portion} must be in (0, 1]")
-        if not 0 <= self.drop_path_prob < 1:
-            raise ValueError(f"drop_path_prob={self.drop_path_prob} must be in [0, 1)")
-
-    def fingerprint(self) -> dict[str, Any]:
-        d = asdict(self)
-        for key in ("out_dir", "device", "data", "max_steps"):
-            d.pop(key)
-        return d
 
 
 @dataclass
