@@ -295,6 +295,24 @@ class Archive:
         self._ended(record)
         return record
 
+    def revive(self, record: Record, value: Any) -> Record:
+        """Give a failed record the result that came after all; it moves to the end of :attr:`finished`.
+
+        NNI can report a trial's end before its result, or (microsoft/nni#5726) the end of another trial under
+        its parameter id. The failure's hypervolume row goes; the rows after it count one evaluation and one
+        failure less, as if the failure had never been recorded.
+        """
+        if record.status is not Status.FAILED:
+            raise ValueError(f"only a failed record can be revived; this one is {record.status.value}")
+        index = next(i for i, r in enumerate(self.finished) if r is record)
+        del self.finished[index]
+        del self.history[index]
+        for row in self.history[index:]:
+            row["evaluated"] -= 1
+            row["failed"] -= 1
+        record.status, record.reason = Status.PENDING, ""
+        return self.finish(record, value)
+
     def add(self, params: Mapping[str, Any], value: Any, *, parameter_id: int | None = None,
             generation: int | None = None, dispatched: bool = False, **info: Any) -> Record:
         """A finished result in one step (imported on resume, or one this tuner did not hand out)."""

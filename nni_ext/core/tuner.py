@@ -196,6 +196,10 @@ def _serialized(method: Callable[..., Any]) -> Callable[..., Any]:
     return locked
 
 
+#: why a record failed when its trial ended with no final result (a result that comes later revives it)
+NO_RESULT = "trial ended without a final result"
+
+
 def result_grace_seconds() -> float:
     """How long a trial that ended successfully without a final result waits for that result.
 
@@ -273,7 +277,18 @@ class BaseTuner(Tuner):
     def receive_trial_result(self, parameter_id: int, parameters: Mapping[str, Any], value: Any,
                              **kwargs: Any) -> None:
         record = self.archive.pending(parameter_id)
-        if record is None and self.archive.by_id(parameter_id) is not None:
+        ended = self.archive.by_id(parameter_id) if record is None else None
+        if ended is not None and ended.status is Status.FAILED and ended.reason.startswith(NO_RESULT):
+            # NNI reported the end first (or another trial's end under this id, microsoft/nni#5726): the result
+            # replaces the failure, and is told like a late result (the trial's end was counted already)
+            logger.info("%s: trial %d's result came after NNI reported its end; recorded", type(self).__name__,
+                        parameter_id)
+            ended.dispatched = False
+            self.archive.revive(ended, self._with_known(ended.params, value))
+            self._tell(ended)
+            self.write_files()
+            return
+        if ended is not None:
             logger.warning("%s: a second result for trial %d ignored", type(self).__name__, parameter_id)
             return
         if record is None:  # late, customized, or handed out by an earlier run of the experiment
@@ -304,7 +319,7 @@ class BaseTuner(Tuner):
         record = self.archive.pending(parameter_id)
         if record is None:  # the result came after all
             return
-        reason = "trial ended without a final result" + ("" if success else " (failed or early-stopped)")
+        reason = NO_RESULT + ("" if success else " (failed or early-stopped)")
         logger.warning("%s: trial %d %s", type(self).__name__, parameter_id, reason)
         self.archive.fail(record, reason)
         self._tell(record)

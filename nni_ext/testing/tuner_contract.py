@@ -155,6 +155,34 @@ class TunerContract:
         history = (tmp_path / "out" / "history.csv").read_text().splitlines()
         assert len(history) == 1 + len(done), "the history file holds every ended trial"
 
+    def test_a_result_after_its_trials_end_replaces_the_failure(self, name: str, tmp_path: Path) -> None:
+        """NNI can report a trial's end before its result, or another trial's end under its id (nni#5726)."""
+        case = self.case(name, tmp_path / "files")
+        tuner = case.make(output_dir=str(tmp_path / "out"))
+        tuner.update_search_space(case.search_space)
+        first, second = tuner.generate_parameters(0), tuner.generate_parameters(1)
+        tuner.receive_trial_result(1, second, case.report(second, 1))
+        tuner.trial_end(0, True)  # the end of trial 1, under id 0: no result for 0 yet, so it fails
+        tuner.trial_end(1, True)
+        assert [r.ok for r in tuner.archive.finished] == [True, False]
+        tuner.receive_trial_result(0, first, case.report(first, 0))
+        assert [r.parameter_id for r in tuner.archive.finished] == [1, 0]
+        assert all(r.ok for r in tuner.archive.finished), f"{name}: the late result must replace the failure"
+        assert [row["evaluated"] for row in tuner.archive.history] == [1, 2]
+        assert [row["failed"] for row in tuner.archive.history] == [0, 0]
+        history = (tmp_path / "out" / "history.csv").read_text().splitlines()
+        assert len(history) == 3 and ",failed," not in "".join(history[1:])
+        tuner.receive_trial_result(0, first, case.report(first, 0))  # a third one is still ignored
+        assert len(tuner.archive.finished) == 2
+        for i in range(2, self.n_trials):  # and the search goes on
+            try:
+                params = tuner.generate_parameters(i)
+            except NoMoreTrialError:
+                break
+            tuner.receive_trial_result(i, params, case.report(params, i))
+            tuner.trial_end(i, True)
+        assert all(r.ok for r in tuner.archive.finished)
+
     def test_same_seed_same_proposals(self, name: str, tmp_path: Path) -> None:
         case = self.case(name, tmp_path)
         runs = []
