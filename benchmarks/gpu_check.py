@@ -31,15 +31,22 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 class Report:
-    """Markdown lines, printed as they come; a failed step is marked FAILED and the run continues."""
+    """Markdown lines, printed and appended to ``files`` as they come (a run cut short keeps what it measured);
+    a failed step is marked FAILED and the run continues."""
 
-    def __init__(self) -> None:
+    def __init__(self, files: list[Path]) -> None:
         self.lines: list[str] = []
         self.failed = 0
+        self.files = files
+        for file in files:
+            file.parent.mkdir(parents=True, exist_ok=True)
 
     def add(self, line: str) -> None:
         print(line, flush=True)
         self.lines.append(line)
+        for file in self.files:
+            with open(file, "a", encoding="utf-8") as fh:
+                fh.write(line + "\n")
 
     def fail(self, step: str, why: str) -> None:
         self.failed += 1
@@ -93,10 +100,14 @@ def environment(report: Report, smoke: bool) -> dict[str, object]:
                f"({info['gpus']} GPU{'s' * (info['gpus'] != 1)}{': ' + ', '.join(names) if names else ''}), "
                f"NCCL {'yes' if nccl else 'no'}, nnictl {'yes' if nnictl else 'no'}, "
                f"nvidia-smi {'yes' if smi else 'no'}, {os.cpu_count()} CPU cores")
-    missing = [] if smoke else [what for what, ok in (("CUDA (torch.cuda.is_available())", info["cuda"]),
-                                                      ("NCCL (torch.distributed.is_nccl_available())", nccl),
-                                                      ("nnictl (pip install nni)", nnictl)) if not ok]
-    info.update(nnictl=nnictl, smi=smi, missing=missing)
+    import importlib.util
+
+    absent = [m for m in ("nni", "pymoo", "ofa") if importlib.util.find_spec(m) is None]
+    missing = [] if smoke or info["cuda"] else ["CUDA (torch.cuda.is_available())"]
+    info.update(nnictl=nnictl, smi=smi, missing=missing, nccl=nccl, absent=absent)
+    if absent:
+        report.add(f"- not installed: {', '.join(absent)} (bash benchmarks/gpu_kit.sh here, carry .gpukit): the steps "
+                   "that need them are skipped")
     return info
 
 
@@ -228,7 +239,7 @@ def gpu_configs(paths: dict[str, Path], work: Path, report: Report, *, smoke: bo
                        f"maxTrialNumberPerGpu {service.get('maxTrialNumberPerGpu')}")
         except Exception as exc:  # noqa: BLE001 - the report names whatever NNI refused
             report.fail(f"configs/{name}", f"{type(exc).__name__}: {exc}")
-    command = (f"python -m nni_ext.trials.ofa2_eval --supernet {paths['supernet']} --data {paths['digits']} "
+    command = (f"{sys.executable} -m nni_ext.trials.ofa2_eval --supernet {paths['supernet']} --data {paths['digits']} "
                "--resolutions 32,48,64 --calib-images 64 --calib-batch-size 32 --val-per-class 5 "
                "--backend torchvision --workers 0 --threads 1")
     if smoke:  # no GPU for nnictl to hand out: the trial command itself, on the device it picks (CPU here)
@@ -318,32 +329,37 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(1)
-    report = Report()
+    files = [Path(args.results)]
+    if os.environ.get("OUT") and Path(os.environ["OUT"]).is_dir():  # the device runner's folder: comes back
+        files.append(Path(os.environ["OUT"]) / "gpu_check_results.md")
+    report = Report(files)
     mode = "--cpu-smoke (CPU, tiny sizes)" if smoke else "GPU"
-    report.add(f"\n## GPU check (helper SCALE, benchmarks/gpu_check.sh): {mode}, "
-               f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC\n")
+    now = dt.datetime.now(dt.timezone.utc)
+    report.add(f"\n## GPU check (benchmarks/gpu_check.sh): {mode}, {now:%Y-%m-%d %H:%M} UTC\n")
     info = environment(report, smoke)
+    absent = set(info["absent"])  # type: ignore[arg-type]
     if info["missing"]:
         report.add(f"- missing: {'; '.join(info['missing'])}; nothing else was run")  # type: ignore[arg-type]
         report.failed += 1
     else:
+        if "amp" not in skip:  # first: the figure that needs nothing but torch
+            amp_bench(report, smoke=smoke, batches=args.amp_batches)
         work = Path(args.work)
-        try:
-            paths = prepare(work, report)
-        except (RuntimeError, subprocess.TimeoutExpired) as exc:
-            report.fail("preparing data", str(exc))
-            paths = {}
+        paths: dict[str, Path] = {}
+        if not {"torchrun", "configs"} <= skip and not absent & {"ofa", "pymoo"}:
+            try:
+                paths = prepare(work, report)
+            except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                report.fail("preparing data", str(exc))
         if paths and "torchrun" not in skip:
             torchrun_equality(paths, work, report, smoke=smoke, gpus=int(info["gpus"]))  # type: ignore[call-overload]
         if paths and "configs" not in skip:
-            gpu_configs(paths, work, report, smoke=smoke, info=info)
-        if "amp" not in skip:
-            amp_bench(report, smoke=smoke, batches=args.amp_batches)
-    report.add(f"\n{'all steps passed' if not report.failed else f'{report.failed} step(s) FAILED'}\n")
-    results = Path(args.results)
-    results.parent.mkdir(parents=True, exist_ok=True)
-    with open(results, "a", encoding="utf-8") as fh:
-        fh.write("\n".join(report.lines) + "\n")
+            if "nni" in absent or (not smoke and not info["nnictl"]):
+                report.add("- configs: skipped (no nni/nnictl)")
+            else:
+                gpu_configs(paths, work, report, smoke=smoke, info=info)
+    report.add(f"\n{'all steps passed' if not report.failed else f'{report.failed} step(s) FAILED'}"
+               f"{'; skipped for want of ' + ', '.join(sorted(absent)) if absent else ''}\n")
     return 0 if not report.failed else 1
 
 
