@@ -4,14 +4,18 @@ from __future__ import annotations
 import copy
 import csv
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 from torch import nn
 
+from nni_ext import experiment
 from nni_ext.cli import main
+from nni_ext.cost.tiny_ml import TinyML
 from nni_ext.data.in_memory import TensorBatches, load_split
 from nni_ext.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from nni_ext.robustness import (
@@ -23,7 +27,7 @@ from nni_ext.robustness import (
     write_corruptions,
 )
 
-from .conftest import run_cli
+from .conftest import REPO, run_cli
 
 SIZE = 16  # training resolution of the small networks (the digits are 8x8 at heart)
 MEAN = torch.tensor(IMAGENET_MEAN)
@@ -380,3 +384,49 @@ def test_trainer_with_sam_rho_takes_the_sam_step() -> None:
     assert any(not torch.allclose(a, c) for a, c in zip(models[0].parameters(), models[1].parameters()))
     with pytest.raises(Exception, match="--sam-rho -1.0 must be > 0"):
         Recipe(**common, sam_rho=-1.0).check()
+
+
+@pytest.mark.slow
+def test_flatnas_config_runs_under_nnictl_with_feasible_trials_and_derived_top1_robust(
+        tmp_path: Path, ofa_supernet: Path, digits_root: Path) -> None:
+    """configs/flatnas_digits.yml as shipped (tuner, objectives, limits), with shorter trials: SAM fine-tuning and
+    weight-noise robustness in every trial, every dispatched network within the limits, top1_robust rescored."""
+    config = yaml.safe_load((REPO / "configs" / "flatnas_digits.yml").read_text())
+    classargs = {**config["tuner"]["classArgs"], "population_size": 4}
+    trials_n = 4
+    command = config["trialCommand"].replace("python ", f"{sys.executable} ", 1)
+    for old, new in (("runs/ofa2-digits/supernet.pth", str(ofa_supernet)), ("data/digits", str(digits_root)),
+                     ("--calib-images 500", "--calib-images 32 --calib-batch-size 32"),
+                     ("--val-per-class 20", "--val-per-class 5"),
+                     ("--epochs 5", "--epochs 1"), ("--robustness-draws 20", "--robustness-draws 3")):
+        assert old in command, old
+        command = command.replace(old, new)
+    assert "--sam-rho 2.0" in command
+    config.update(searchSpaceFile=str(REPO / "search_spaces" / "ofa-mbv3-digits.json"),
+                  trialCodeDirectory=str(REPO), trialCommand=command, maxTrialNumber=trials_n,
+                  experimentWorkingDirectory=str(tmp_path / "experiments"),
+                  tuner={"className": "nni_ext.tuners.NSGA2Tuner", "codeDirectory": str(REPO),
+                         "classArgs": classargs})
+    (tmp_path / "config.yml").write_text(yaml.safe_dump(config))
+    exp = experiment.create(tmp_path / "config.yml")
+    try:
+        assert exp.wait(timeout=800) == "DONE", exp.status()
+        trials, directory = exp.trials(), exp.directory
+    finally:
+        exp.stop()
+    assert len(trials) == trials_n and all(t.status == "SUCCEEDED" for t in trials), [t.status for t in trials]
+    with open(directory / "moo" / "history.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == trials_n
+    tiny = TinyML.from_mapping(classargs["tiny_ml"])
+    for row in rows:  # the limits hold for every trained network, and tiny_ml is then free of penalty
+        params, flops, activations = (float(row[k]) for k in ("params", "flops", "activations"))
+        assert params <= 5e6 and flops <= 20e6 and activations <= 0.6e6, row
+        assert float(row["tiny_ml"]) == pytest.approx(tiny.score(params, flops, activations))
+        assert float(row["tiny_ml"]) < 5 + 20 + 0.6
+    err = np.array([1 - float(r["default"]) for r in rows])
+    robustness = np.array([float(r["robustness"]) for r in rows])
+    assert (robustness >= 0).all() and (robustness <= 1).all()
+    expected, alpha_norm = top1_robust(err, robustness)
+    np.testing.assert_allclose([float(r["top1_robust"]) for r in rows], expected, rtol=1e-9)
+    assert json.loads((directory / "moo" / "archive.json").read_text())["alpha_norm"] == pytest.approx(alpha_norm)
