@@ -1,11 +1,11 @@
-"""Shared fixtures: the embedded digits dataset, the shared OFA data, and a CLI runner."""
+"""Shared fixtures: the embedded digits dataset, the shared OFA data, a CLI runner and an nnictl runner."""
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -60,6 +60,26 @@ def run_cli(*args: str, cwd: str | Path | None = None, timeout: float = 300) -> 
     """Run ``nni-ext ARGS`` in a subprocess (as a user would) and capture its output."""
     return subprocess.run([sys.executable, "-m", "nni_ext", *args], cwd=cwd, env=venv_env(), capture_output=True,
                           text=True, timeout=timeout)
+
+
+def run_until_done(config: dict[str, Any], folder: Path, *, timeout: float = 800) -> tuple[list[Any], Path]:
+    """Write ``config`` to ``folder/config.yml`` and run it under nnictl until DONE; every trial must succeed.
+
+    Returns the trials and the experiment's directory; the experiment is stopped whatever happens.
+    """
+    import yaml
+
+    from nni_ext import experiment
+
+    (folder / "config.yml").write_text(yaml.safe_dump(config))
+    exp = experiment.create(folder / "config.yml")
+    try:
+        assert exp.wait(timeout=timeout) == "DONE", exp.status()
+        trials, directory = exp.trials(), exp.directory
+    finally:
+        exp.stop()
+    assert trials and all(t.status == "SUCCEEDED" for t in trials), [t.status for t in trials]
+    return trials, directory
 
 
 @pytest.fixture(scope="session")

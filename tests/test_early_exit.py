@@ -11,7 +11,6 @@ import pytest
 import torch
 import yaml
 
-from nni_ext import experiment
 from nni_ext.cost import CostTable, count
 from nni_ext.earlyexit import (
     ExitHead,
@@ -29,7 +28,7 @@ from nni_ext.spaces import create_space
 from nni_ext.spaces.ofa_mbv3 import LABELS, OfaMbv3Space
 from nni_ext.spaces.ofa_mbv3_ee import OfaMbv3EeSpace
 
-from .conftest import REPO
+from .conftest import REPO, run_until_done
 
 torch.set_num_threads(1)
 
@@ -252,14 +251,8 @@ def test_nnictl_msunas_early_exit_search_on_the_digits(tmp_path: Path, ofa_super
                      "--val-per-class 5 --backend torchvision --workers 0 --threads 1",
         experimentWorkingDirectory=str(tmp_path / "experiments"), maxTrialNumber=trials_n, trialConcurrency=2,
         tuner={"className": "nni_ext.tuners.MSuNASTuner", "codeDirectory": str(REPO), "classArgs": classargs})
-    (tmp_path / "config.yml").write_text(yaml.safe_dump(config))
-    exp = experiment.create(tmp_path / "config.yml")
-    try:
-        assert exp.wait(timeout=800) == "DONE", exp.status()
-        trials, directory = exp.trials(), exp.directory
-    finally:
-        exp.stop()
-    assert len(trials) == trials_n and all(t.status == "SUCCEEDED" for t in trials), [t.status for t in trials]
+    trials, directory = run_until_done(config, tmp_path)
+    assert len(trials) == trials_n
     space = OfaMbv3EeSpace(num_classes=10, resolutions=[32, 48, 64])
     for t in trials:
         m = t.metrics

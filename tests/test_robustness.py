@@ -13,7 +13,6 @@ import torch
 import yaml
 from torch import nn
 
-from nni_ext import experiment
 from nni_ext.cli import main
 from nni_ext.cost.tiny_ml import TinyML
 from nni_ext.data.in_memory import TensorBatches, load_split
@@ -27,7 +26,7 @@ from nni_ext.robustness import (
     write_corruptions,
 )
 
-from .conftest import REPO, run_cli
+from .conftest import REPO, run_cli, run_until_done
 
 SIZE = 16  # training resolution of the small networks (the digits are 8x8 at heart)
 MEAN = torch.tensor(IMAGENET_MEAN)
@@ -407,14 +406,8 @@ def test_flatnas_config_runs_under_nnictl_with_feasible_trials_and_derived_top1_
                   experimentWorkingDirectory=str(tmp_path / "experiments"),
                   tuner={"className": "nni_ext.tuners.NSGA2Tuner", "codeDirectory": str(REPO),
                          "classArgs": classargs})
-    (tmp_path / "config.yml").write_text(yaml.safe_dump(config))
-    exp = experiment.create(tmp_path / "config.yml")
-    try:
-        assert exp.wait(timeout=800) == "DONE", exp.status()
-        trials, directory = exp.trials(), exp.directory
-    finally:
-        exp.stop()
-    assert len(trials) == trials_n and all(t.status == "SUCCEEDED" for t in trials), [t.status for t in trials]
+    trials, directory = run_until_done(config, tmp_path)
+    assert len(trials) == trials_n
     with open(directory / "moo" / "history.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == trials_n
