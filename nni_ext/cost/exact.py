@@ -67,6 +67,20 @@ class ExactCosts:
         self.keys: tuple[str, ...] = tuple(dict.fromkeys((*EXACT_KEYS, *extra, *own)))
         self._cache: dict[tuple[Any, ...], dict[str, float]] = {}
 
+    @classmethod
+    def for_space(cls, name: str, space_args: Mapping[str, Any] | None = None, input_size: int | None = None,
+                  tiny_ml: TinyML | None = None, latency: LatencyTables | str | os.PathLike | None = None
+                  ) -> ExactCosts:
+        """The exact costs of the registered space ``name`` (with ``space_args``), as a tuner's classArgs give it.
+
+        The table at the default input size is built (or read from the cache) now, not at the first request.
+        """
+        from ..spaces import create_space
+
+        model = cls(create_space(name, **dict(space_args or {})), input_size, tiny_ml, latency=latency)
+        model.table(model.input_size)
+        return model
+
     def table(self, input_size: int) -> CostTable:
         """The cost table at ``input_size`` (built or read from the cache on first use)."""
         if input_size not in self.tables:

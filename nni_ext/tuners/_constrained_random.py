@@ -74,9 +74,8 @@ class ConstrainedRandomTuner(BaseTuner):
         assert self.space is not None
         if self.space_name is not None and self.costs is None:
             from ..cost.exact import ExactCosts
-            from ..spaces import create_space
 
-            self.costs = ExactCosts(create_space(self.space_name, **self.space_args), self.input_size)
+            self.costs = ExactCosts.for_space(self.space_name, self.space_args, self.input_size)
         if self.costs is not None and set(self.space.names) != set(self.costs.space.labels):
             raise ValueError(f"the experiment's search space does not match space {self.costs.space.name!r}; "
                              f"export it with `nni-ext ss_gen {self.costs.space.name}`")

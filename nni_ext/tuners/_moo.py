@@ -146,15 +146,12 @@ class MultiObjectiveTuner(BaseTuner):
     # --------------------------------------------------------------- set-up
     def _cost_model(self, space: str, space_args: Mapping[str, Any] | None, input_size: int | None) -> Any:
         from ..cost.exact import ExactCosts
-        from ..spaces import create_space
 
-        nas_space = create_space(space, **dict(space_args or {}))
-        model = ExactCosts(nas_space, input_size, self.tiny_ml, latency=self.latency_table)
+        model = ExactCosts.for_space(space, space_args, input_size, self.tiny_ml, latency=self.latency_table)
         cheap = ({c.metric for c in self.constraints} | set(self.objectives.keys)) & set(model.keys)
         if not cheap:
             logger.warning("%s: space %r given but no objective or constraint on %s to compute from it",
                            self.algorithm_name, space, "/".join(model.keys))
-        model.table(model.input_size)  # build (or read) the default table now, not at the first request
         return model
 
     def _on_search_space(self) -> None:

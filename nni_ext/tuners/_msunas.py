@@ -198,12 +198,8 @@ class MSuNASTuner(BaseTuner):
 
     def _cost_model(self, space: str, space_args: Mapping[str, Any] | None, input_size: int | None) -> Any:
         from ..cost.exact import ExactCosts
-        from ..spaces import create_space
 
-        model = ExactCosts(create_space(space, **dict(space_args or {})), input_size, self.tiny_ml,
-                           latency=self.latency_table)
-        model.table(model.input_size)  # build (or read) the default table now, not at the first request
-        return model
+        return ExactCosts.for_space(space, space_args, input_size, self.tiny_ml, latency=self.latency_table)
 
     def _on_search_space(self) -> None:
         assert self.space is not None
