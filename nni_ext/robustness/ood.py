@@ -21,8 +21,8 @@ from torch import nn
 
 from .._io import atomic_write, atomic_write_csv, atomic_write_json
 from ..errors import DataError
+from ..trainers.evaluation import evaluate
 from .corruptions import CORRUPTIONS, SEVERITIES, read_manifest
-from .weight_noise import accuracy
 
 
 @dataclass
@@ -98,14 +98,11 @@ def corruption_folders(root: str | os.PathLike) -> dict[str, list[int]]:
 
 
 def _error(model: nn.Module, loader: Any, device: torch.device) -> tuple[float, int]:
-    """Top-1 error (%) of ``model`` over ``loader`` and the number of images (:func:`.weight_noise.accuracy`)."""
-    try:
-        top1, total = accuracy(model, loader, device=device)
-    except ValueError as exc:
-        if "no images" not in str(exc):
-            raise
-        raise DataError("a corruption folder gave no images") from None
-    return 100.0 * (1.0 - top1), total
+    """Top-1 error (%) of ``model`` over ``loader`` and the number of images."""
+    result = evaluate(lambda images: model(images.to(device)), loader)
+    if not result["images"]:
+        raise DataError("a corruption folder gave no images")
+    return 100.0 * (1.0 - result["top1"]), int(result["images"])
 
 
 def evaluate_corruptions(model: nn.Module, root: str | os.PathLike, *, resolution: int, device: str = "cpu",

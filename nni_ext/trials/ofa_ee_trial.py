@@ -133,6 +133,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Build, train and measure this trial's early-exit network; reports under nnictl and returns the metrics."""
     import torch
 
+    from ..cost.counting import count_params
     from ..data import Preprocessing, build_loader
     from ..devices import resolve_device
     from ..earlyexit import EarlyExitNetwork, exit_statistics, nachos_repair
@@ -203,7 +204,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                        repair_steps=repaired.steps)
     metrics.update(exit_metrics(net, stats, thresholds, b_macs, c_macs, space.config["stages"]))
     metrics.update(backbone_top1=int(logits[-1].argmax(1).eq(labels).sum()) / len(labels),
-                   flops=b_macs[-1] + c_macs[-1], params=sum(p.numel() for p in net.parameters()),
+                   flops=b_macs[-1] + c_macs[-1], params=count_params(net),
                    max_macs=b_macs[-1] + sum(c_macs), val_images=stats.images,
                    seconds=time.perf_counter() - start)
     if in_nni_trial():
