@@ -26,7 +26,7 @@ from nni_ext.cost import CostTable, count_params  # noqa: E402
 from nni_ext.errors import ArchitectureError, NniExtError  # noqa: E402
 from nni_ext.spaces import NasBench201Space, create_space  # noqa: E402
 
-from .conftest import REPO, venv_env  # noqa: E402
+from .conftest import REPO, run_until_done, venv_env  # noqa: E402
 
 BEST_TEST_CELL = ("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|"
                   "+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|")
@@ -234,22 +234,13 @@ def test_trial_standalone_prints_canonical_metrics(tmp_path: Path) -> None:
 @pytest.mark.timeout(600)
 def test_trial_under_nnictl_with_a_builtin_tuner(tmp_path: Path) -> None:
     """NNI's own Random tuner, 10 trials, 3 at a time, each reporting one training run picked by its parameter id."""
-    from nni_ext import experiment
-
     config = yaml.safe_load((REPO / "configs" / "nb201_nsga2.yml").read_text())
     config.update(searchSpaceFile=str(REPO / "search_spaces" / "nas-bench-201.json"), trialCodeDirectory=str(REPO),
                   experimentWorkingDirectory=str(tmp_path / "experiments"), maxTrialNumber=10, trialConcurrency=3,
                   tuner={"name": "Random", "classArgs": {"seed": 5}})
     assert "--seed-from-trial" in config["trialCommand"]
-    (tmp_path / "config.yml").write_text(yaml.safe_dump(config))
-    exp = experiment.create(tmp_path / "config.yml")
-    try:
-        status = exp.wait(timeout=400)
-        trials = exp.trials()
-    finally:
-        exp.stop()
-    assert status == "DONE", trials
-    assert len(trials) == 10 and all(t.status == "SUCCEEDED" for t in trials), [t.status for t in trials]
+    trials, _ = run_until_done(config, tmp_path, timeout=400)
+    assert len(trials) == 10
     table = nb201.NasBench201Table("cifar10")
     for t in trials:
         assert t.parameters is not None and t.metrics is not None
