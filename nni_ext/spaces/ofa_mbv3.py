@@ -111,6 +111,11 @@ class PolynomialActivation(nn.Module):
         return 0.01 * x * x + 0.5 * x
 
 
+def backbone_values(arch: Mapping[str, Any]) -> dict[str, int]:
+    """The OFA labels of a validated ``arch`` as given (NNI's ``{"_value": v}`` unwrapped), not canonicalised."""
+    return {label: int(arch[label]["_value"] if isinstance(arch[label], dict) else arch[label]) for label in LABELS}
+
+
 def polynomial_activations(model: nn.Module) -> nn.Module:
     """Swap every ``nn.ReLU`` and ``nn.ReLU6`` of ``model`` for :class:`PolynomialActivation`, in place; returns it.
 
@@ -181,8 +186,7 @@ class OfaMbv3Space(SearchSpace):
 
     def validate(self, arch: Mapping[str, Any]) -> Architecture:
         super().validate(arch)  # raises on a bad label or value; its result is canonical
-        raw = {label: arch[label]["_value"] if isinstance(arch[label], dict) else arch[label] for label in LABELS}
-        return {label: int(value) for label, value in raw.items()}
+        return backbone_values(arch)
 
     def canonicalize(self, arch: Architecture) -> Architecture:
         """Set kernel size and expand ratio of skipped blocks to 3 and 3 (they do not change the network)."""

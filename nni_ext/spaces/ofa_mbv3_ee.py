@@ -43,6 +43,7 @@ from .ofa_mbv3 import (
     RESOLUTIONS,
     UNIT_WIDTHS,
     OfaMbv3Space,
+    backbone_values,
     subnet,
     to_ofa,
 )
@@ -110,9 +111,7 @@ class OfaMbv3EeSpace(OfaMbv3Space):
 
     def validate(self, arch: Mapping[str, Any]) -> Architecture:
         checked = SearchSpace.validate(self, arch)  # every label, exit genes included
-        raw = {label: arch[label]["_value"] if isinstance(arch[label], dict) else arch[label] for label in LABELS}
-        return {**{label: int(value) for label, value in raw.items()},
-                **{label: checked[label] for label in self.exit_labels}}
+        return {**backbone_values(arch), **{label: checked[label] for label in self.exit_labels}}
 
     def _uniform(self, i: int, resolution: int) -> Architecture:
         base = self.base_space()._uniform(i, resolution)
