@@ -282,6 +282,13 @@ def active_exits(arch: Mapping[str, Any] | None) -> int | None:
     return sum(exit_is_active(label, value) for label, value in genes.items()) if genes else None
 
 
+def split_exit_genes(arch: Mapping[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(backbone, exit genes)`` of a plain architecture: the supernet holds the backbone's weights only."""
+    plain = plain_parameters(arch)
+    genes = exit_genes(plain)
+    return {k: v for k, v in plain.items() if k not in genes}, genes
+
+
 def is_ofa_arch(arch: Mapping[str, Any] | None) -> bool:
     """Whether ``arch`` has the labels of an OFA MobileNetV3 architecture (``ks_0``, ``e_0``, ``d_0``, ``r``)."""
     return all(k in (arch or {}) for k in OFA_MARKERS)
@@ -380,8 +387,7 @@ def _check_exportable(a: Analysis, picks: list[int]) -> None:
             raise NniExtError(f"--supernet exports OFA MobileNetV3 architectures, but trial {t.trial_id}'s parameters "
                               f"({', '.join(list(plain)[:4])}, ...) are not one (labels ks_0..ks_19, e_0..e_19, "
                               "d_0..d_4, r); drop --supernet")
-        backbone = {k: v for k, v in plain.items() if k not in exit_genes(plain)}
-        validate_arch(backbone, f"trial {t.trial_id}")
+        validate_arch(split_exit_genes(plain)[0], f"trial {t.trial_id}")
 
 
 def write_selection(a: Analysis, picks: list[int], out: str | Path, *,
@@ -414,9 +420,8 @@ def write_selection(a: Analysis, picks: list[int], out: str | Path, *,
         if loaded is not None:
             from .ofa2.export import export_subnet
 
-            plain = plain_parameters(t.parameters)
-            genes = exit_genes(plain)
-            export_subnet(loaded, {k: v for k, v in plain.items() if k not in genes}, folder, subnet_extra=genes)
+            backbone, genes = split_exit_genes(t.parameters)
+            export_subnet(loaded, backbone, folder, subnet_extra=genes)
         else:
             atomic_write_json(folder / "net.subnet", net_subnet(t.parameters), indent=None)
         atomic_write_json(folder / "net.stats", _net_stats(a, i, rank))
