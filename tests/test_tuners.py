@@ -1,6 +1,7 @@
 """Parameter spaces, constraints, metric normalisation and the ConstrainedRandom tuner (without nnictl)."""
 from __future__ import annotations
 
+import csv
 import json
 import math
 import pickle
@@ -14,6 +15,8 @@ from nni_ext.spaces import create_space
 from nni_ext.ss_gen import search_space_json
 from nni_ext.tuners import ConstrainedRandomTuner, ParameterSpace
 from nni_ext.tuners.base import normalize_metrics
+
+from .conftest import venv_env
 
 HPO_SPACE = {
     "optimizer": {"_type": "choice", "_value": ["sgd", "adam", 3]},
@@ -171,3 +174,27 @@ def test_constrained_random_checks_activation_limits_before_dispatch() -> None:
     tuner.update_search_space(json.loads(search_space_json(space)))
     proposals = [tuner.generate_parameters(i) for i in range(12)]
     assert all(table.cost(p).activations <= limit for p in proposals)
+
+
+def test_a_trial_end_still_waiting_for_its_result_is_recorded_when_the_dispatcher_exits(tmp_path) -> None:
+    """NNI stops the dispatcher right after the last trial: the end that waits out its grace period is written
+    as failed at exit (atexit), at once, not lost with the grace timer."""
+    import subprocess
+    import sys
+    import time
+
+    code = ("from nni_ext.tuners import ConstrainedRandomTuner\n"
+            f"tuner = ConstrainedRandomTuner(seed=1, output_dir={str(tmp_path / 'out')!r})\n"
+            "tuner.update_search_space({'x': {'_type': 'uniform', '_value': [0, 1]}})\n"
+            "tuner.generate_parameters(0)\n"
+            "tuner.trial_end(0, True)\n"
+            "assert tuner.archive.pending(0) is not None, 'the end should wait for its result'\n")
+    env = {**venv_env(), "NNI_LOG_DIRECTORY": str(tmp_path / "log"), "NNI_EXT_RESULT_GRACE": "120"}
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=100)
+    assert proc.returncode == 0, proc.stderr
+    assert time.perf_counter() - start < 60, "the exit must not wait out the grace period"
+    with open(tmp_path / "out" / "history.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [(r["parameter_id"], r["status"], r["reason"]) for r in rows] == [
+        ("0", "failed", "trial ended without a final result")]

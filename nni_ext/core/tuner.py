@@ -16,6 +16,7 @@ naming the argument and the fix, never a ``TypeError`` from inside numpy or pymo
 """
 from __future__ import annotations
 
+import atexit
 import functools
 import inspect
 import logging
@@ -216,6 +217,26 @@ def result_grace_seconds() -> float:
         return 10.0
 
 
+#: trial ends whose result may still come: tuner -> {parameter_id: (grace timer, success)} (outside the tuner,
+#: which pickles without them)
+_WAITING: weakref.WeakKeyDictionary[Any, dict[int, tuple[threading.Timer, bool]]] = weakref.WeakKeyDictionary()
+
+
+def flush_waiting_ends() -> None:
+    """Record now, as failed, every trial whose end still waits for its result (run when the dispatcher exits).
+
+    NNI stops the dispatcher right after the last trial: no result comes any more, and a grace timer left
+    running would die with the process, so the trial would be missing from the archive files.
+    """
+    for tuner, waiting in list(_WAITING.items()):
+        for parameter_id, (timer, success) in list(waiting.items()):
+            timer.cancel()
+            tuner._ended_without_result(parameter_id, success)
+
+
+atexit.register(flush_waiting_ends)
+
+
 class BaseTuner(Tuner):
     """Base class of every nni_ext tuner (see the module docstring for the hooks).
 
@@ -310,12 +331,14 @@ class BaseTuner(Tuner):
         if grace > 0:  # its result may still be on NNI's other queue: fail it only if none comes
             timer = threading.Timer(grace, self._ended_without_result, (parameter_id, success))
             timer.daemon = True
+            _WAITING.setdefault(self, {})[parameter_id] = (timer, success)
             timer.start()
             return
         self._ended_without_result(parameter_id, success)
 
     @_serialized
     def _ended_without_result(self, parameter_id: int, success: bool) -> None:
+        _WAITING.get(self, {}).pop(parameter_id, None)
         record = self.archive.pending(parameter_id)
         if record is None:  # the result came after all
             return
@@ -448,4 +471,5 @@ class BaseTuner(Tuner):
 
 
 __all__ = ["BaseTuner", "Record", "Status", "accepted_class_args", "api_lock", "check_choice", "check_int",
-           "check_mapping", "check_number", "register_tuner", "registered_tuners", "tuner_output_dir"]
+           "check_mapping", "check_number", "flush_waiting_ends", "register_tuner", "registered_tuners",
+           "tuner_output_dir"]
